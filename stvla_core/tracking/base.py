@@ -1,0 +1,75 @@
+"""The tracker protocol: every tracker turns a clip of frames into point tracks of one shape, so the
+trace renderer, the quality tables and the app never care which tracker made them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from stvla_core.registry import Registry
+
+
+class TrackerUnavailableError(RuntimeError):
+    """A tracker was asked for whose code or weights are not present; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What a tracker sees: the frames of one buffer window, oldest first.
+
+    frames:     (b, H, W, 3) uint8 RGB
+    indices:    (b,) int64 frame indices in the episode (lets trackers cache per frame)
+    gt_points:  (b, N, 2) float32 ground-truth pixel positions, if the episode has them
+    gt_visible: (b, N) bool
+    key:        identifies the episode, so caches of different episodes never mix
+    """
+
+    frames: np.ndarray
+    indices: np.ndarray
+    gt_points: np.ndarray | None = None
+    gt_visible: np.ndarray | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        f = self.frames
+        if f.ndim != 4 or f.shape[-1] != 3 or f.dtype != np.uint8:
+            raise ValueError(f"clip frames: expected (b, H, W, 3) uint8, found {f.shape} {f.dtype}")
+        if self.indices.shape != (f.shape[0],):
+            raise ValueError(f"clip indices: expected shape ({f.shape[0]},), found {self.indices.shape}")
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """points: (b, N, 2) float32 (x, y) pixels of the clip's frames; visible: (b, N) bool."""
+
+    points: np.ndarray
+    visible: np.ndarray
+
+    def __post_init__(self) -> None:
+        p, v = self.points, self.visible
+        if p.ndim != 3 or p.shape[-1] != 2:
+            raise ValueError(f"track points: expected (b, N, 2), found {p.shape}")
+        if v.shape != p.shape[:2]:
+            raise ValueError(f"track visibility: expected {p.shape[:2]}, found {v.shape}")
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[1])
+
+    def subset(self, idx: np.ndarray) -> Tracks:
+        return Tracks(self.points[:, idx], self.visible[:, idx])
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Tracks points through a clip. Query points lie on the newest frame (the one the traces are
+    drawn onto) and are followed back through the window, so every trace ends on frame t."""
+
+    name: str
+
+    def track(self, clip: Clip) -> Tracks: ...
+
+
+TRACKERS: Registry[Tracker] = Registry("tracker")
