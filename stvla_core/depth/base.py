@@ -15,12 +15,21 @@ class DepthUnavailableError(RuntimeError):
 
 @runtime_checkable
 class DepthEstimator(Protocol):
-    """`estimate(frame, index)` -> (H, W) float32 metres for an (H, W, 3) uint8 RGB frame; 0 marks
-    invalid pixels. `index` is the frame's index in the episode (used by the `episode` source)."""
+    """`estimate(frame, given)` -> (H, W) float32 metres for an (H, W, 3) uint8 RGB frame; 0 marks
+    invalid pixels. `given` is the depth that came with the frame (an episode's own depth, a
+    simulator's), or None; sources that read it (`episode`) fail clearly when it is missing, model
+    sources ignore it."""
 
     name: str
 
-    def estimate(self, frame: np.ndarray, index: int) -> np.ndarray: ...
+    def estimate(self, frame: np.ndarray, given: np.ndarray | None = None) -> np.ndarray: ...
 
 
 DEPTH_ESTIMATORS: Registry[DepthEstimator] = Registry("depth estimator")
+
+
+def sanitize_depth(depth: np.ndarray) -> np.ndarray:
+    """float32 copy with NaN, inf and negative values set to 0 (the one 'invalid' marker)."""
+    d = np.asarray(depth, dtype=np.float32).copy()
+    d[~np.isfinite(d) | (d < 0)] = 0.0
+    return d

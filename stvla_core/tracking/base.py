@@ -23,6 +23,7 @@ class Clip:
     indices:    (b,) int64 frame indices in the episode (lets trackers cache per frame)
     gt_points:  (b, N, 2) float32 ground-truth pixel positions, if the episode has them
     gt_visible: (b, N) bool
+    queries:    (N, 2) float32 (x, y) points on the newest frame to track; None = the tracker's grid
     key:        identifies the episode, so caches of different episodes never mix
     """
 
@@ -30,6 +31,7 @@ class Clip:
     indices: np.ndarray
     gt_points: np.ndarray | None = None
     gt_visible: np.ndarray | None = None
+    queries: np.ndarray | None = None
     key: str = ""
 
     def __post_init__(self) -> None:
@@ -38,6 +40,13 @@ class Clip:
             raise ValueError(f"clip frames: expected (b, H, W, 3) uint8, found {f.shape} {f.dtype}")
         if self.indices.shape != (f.shape[0],):
             raise ValueError(f"clip indices: expected shape ({f.shape[0]},), found {self.indices.shape}")
+        if self.queries is not None and (self.queries.ndim != 2 or self.queries.shape[1] != 2):
+            raise ValueError(f"clip queries: expected (N, 2), found {self.queries.shape}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the frames."""
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
 
 
 @dataclass(frozen=True)
@@ -73,3 +82,13 @@ class Tracker(Protocol):
 
 
 TRACKERS: Registry[Tracker] = Registry("tracker")
+
+
+def grid_points(size: tuple[int, int], grid: int, margin: float = 4.0) -> np.ndarray:
+    """(grid*grid, 2) float32 (x, y) points evenly spread over an (H, W) frame, `margin` px from
+    its border (as CoTracker's grid queries are), row by row."""
+    h, w = size
+    xs = np.linspace(margin, w - 1 - margin, grid, dtype=np.float32)
+    ys = np.linspace(margin, h - 1 - margin, grid, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)

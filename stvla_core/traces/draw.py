@@ -1,0 +1,69 @@
+"""Pictures for people: colourised depth maps (one shared scale) and the TraceVLA-style RGB overlay."""
+
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+from stvla_core.traces.render import valid_mask
+from stvla_core.tracking.base import Tracks
+
+
+def depth_range(*depths: np.ndarray) -> tuple[float, float]:
+    """(vmin, vmax) over the valid pixels of all maps: one colour scale shared by A, B and C."""
+    vals = [d[valid_mask(d)] for d in depths]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return 0.0, 1.0
+    lo = float(min(v.min() for v in vals))
+    hi = float(max(v.max() for v in vals))
+    return lo, hi if hi > lo else lo + 1e-3
+
+
+def colorize_depth(
+    depth: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colormap: int = cv2.COLORMAP_TURBO,
+) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: near is red, far is blue (TURBO reversed); invalid pixels black."""
+    if vmin is None or vmax is None:
+        lo, hi = depth_range(depth)
+        vmin = lo if vmin is None else vmin
+        vmax = hi if vmax is None else vmax
+    valid = valid_mask(depth)
+    span = max(vmax - vmin, 1e-6)
+    norm = np.clip((np.where(valid, depth, vmax) - vmin) / span, 0.0, 1.0)
+    idx = ((1.0 - norm) * 255).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(idx, colormap), cv2.COLOR_BGR2RGB)
+    rgb[~valid] = 0
+    return rgb
+
+
+def colorbar(vmin: float, vmax: float, height: int = 224, width: int = 16) -> np.ndarray:
+    """Vertical legend matching colorize_depth: near (vmin) at the top."""
+    ramp = np.linspace(vmin, vmax, height, dtype=np.float32)[:, None].repeat(width, 1)
+    return colorize_depth(ramp, vmin, vmax)
+
+
+def trace_colors(n: int) -> list[tuple[int, int, int]]:
+    """n distinct RGB colours around the hue circle, as TraceVLA's hsv colour map."""
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(n, 1), 1.0, 1.0)) for i in range(n)]
+
+
+def draw_overlay(rgb: np.ndarray, tracks: Tracks, thickness: int = 2) -> np.ndarray:
+    """The traces as coloured polylines on the RGB frame, an arrow head at the newest point."""
+    out = np.ascontiguousarray(rgb.copy())
+    pts, vis = tracks.points, tracks.visible
+    for n, color in enumerate(trace_colors(pts.shape[1])):
+        run = [k for k in range(pts.shape[0]) if vis[k, n]]
+        if len(run) < 2:
+            continue
+        poly = np.rint(pts[run, n]).astype(np.int32)
+        cv2.polylines(out, [poly.reshape(-1, 1, 2)], False, color, thickness, cv2.LINE_AA)
+        tip, prev = tuple(int(v) for v in poly[-1]), tuple(int(v) for v in poly[-2])
+        if tip != prev:
+            cv2.arrowedLine(out, prev, tip, color, thickness, cv2.LINE_AA, tipLength=0.6)
+    return out
