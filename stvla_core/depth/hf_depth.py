@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stvla_core.depth.base import DEPTH_ESTIMATORS, DepthUnavailableError, sanitize_depth
 
@@ -38,15 +39,25 @@ class HFDepth:
             ) from None
         self.model.to(config.device).eval()
 
+    def _to_frame_size(self, pred: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Resize the prediction back to the frame. ZoeDepth's processor pads its input by
+        int(sqrt(side / 2) * 3) px per side (reflect) against border artefacts; that padding is cut
+        off here as ZoeDepth does. transformers' own post-processing needs torchvision, which has no
+        CPU build here, so this is done with torch alone (bicubic, as there)."""
+        ph = pw = 0
+        if getattr(self.processor, "do_pad", False):
+            ph, pw = int(np.sqrt(h / 2) * 3), int(np.sqrt(w / 2) * 3)
+        x = F.interpolate(pred[:, None], size=(h + 2 * ph, w + 2 * pw), mode="bicubic", align_corners=False)
+        return x[0, 0, ph : ph + h, pw : pw + w]
+
     @torch.inference_mode()
     def estimate(self, frame: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame: expected (H, W, 3) uint8, found {frame.shape} {frame.dtype}")
         h, w = frame.shape[:2]
         inputs = self.processor(images=frame, return_tensors="pt").to(self.config.device)
-        outputs = self.model(**inputs)
-        post = self.processor.post_process_depth_estimation(outputs, target_sizes=[(h, w)])
-        depth = post[0]["predicted_depth"].float().cpu().numpy()
+        pred = self.model(**inputs).predicted_depth  # (1, h', w') metres
+        depth = self._to_frame_size(pred.float(), h, w).cpu().numpy()
         if depth.shape != (h, w):
             raise RuntimeError(f"depth model returned {depth.shape}, expected {(h, w)}")
         return sanitize_depth(depth)

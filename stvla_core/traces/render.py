@@ -75,8 +75,9 @@ def _disk(thickness: int) -> np.ndarray:
 
 
 def _segment_samples(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer pixels along p0 -> p1 (every half pixel, rounded) and their fraction along it."""
-    n = int(np.ceil(2 * np.abs(p1 - p0).max())) + 1
+    """Integer pixels along p0 -> p1, one per pixel step along the major axis (an 8-connected
+    line, as a DDA draws it), and their fraction along the segment."""
+    n = int(np.ceil(np.abs(p1 - p0).max())) + 1
     f = np.linspace(0.0, 1.0, n, dtype=np.float32)
     pts = p0[None] + f[:, None] * (p1 - p0)[None]
     return np.rint(pts).astype(np.int64), f
