@@ -74,13 +74,16 @@ def _disk(thickness: int) -> np.ndarray:
     return np.stack([dx[keep], dy[keep]], axis=1)
 
 
-def _segment_samples(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer pixels along p0 -> p1, one per pixel step along the major axis (an 8-connected
-    line, as a DDA draws it), and their fraction along the segment."""
-    n = int(np.ceil(np.abs(p1 - p0).max())) + 1
-    f = np.linspace(0.0, 1.0, n, dtype=np.float32)
-    pts = p0[None] + f[:, None] * (p1 - p0)[None]
-    return np.rint(pts).astype(np.int64), f
+def _segment_samples(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For S segments p0 -> p1 (S, 2): integer pixels along each, one per pixel step along its
+    major axis (an 8-connected line, as a DDA draws it). Returns (pixels (M, 2), segment id (M,),
+    fraction along the segment (M,))."""
+    counts = np.ceil(np.abs(p1 - p0).max(axis=1)).astype(np.int64) + 1
+    seg = np.repeat(np.arange(len(p0)), counts)
+    starts = np.cumsum(counts) - counts
+    f = ((np.arange(counts.sum()) - starts[seg]) / np.maximum(counts - 1, 1)[seg]).astype(np.float32)
+    pts = p0[seg] + f[:, None] * (p1 - p0)[seg]
+    return np.rint(pts).astype(np.int64), seg, f
 
 
 def rasterize_traces(
@@ -96,23 +99,20 @@ def rasterize_traces(
     nearest (smallest) value wins. Returns (canvas (H, W) float32, mask (H, W) bool)."""
     h, w = shape
     canvas = np.full((h, w), np.inf, np.float32)
-    disk = _disk(thickness)
     pts, vis = tracks.points, tracks.visible
-    for n in range(pts.shape[1]):
-        for k in range(pts.shape[0] - 1):
-            if not (vis[k, n] and vis[k + 1, n]):
-                continue
-            v0, v1 = values[k, n], values[k + 1, n]
-            if np.isnan(v0) and np.isnan(v1):
-                continue
-            v0 = v1 if np.isnan(v0) else v0
-            v1 = v0 if np.isnan(v1) else v1
-            px, f = _segment_samples(pts[k, n], pts[k + 1, n])
-            val = (v0 + f * (v1 - v0)).astype(np.float32)
-            xy = (px[:, None, :] + disk[None]).reshape(-1, 2)
-            vv = np.repeat(val, len(disk))
-            ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-            np.minimum.at(canvas, (xy[ok, 1], xy[ok, 0]), vv[ok])
+    v0, v1 = values[:-1], values[1:]
+    use = vis[:-1] & vis[1:] & ~(np.isnan(v0) & np.isnan(v1))  # (b-1, N) segments to draw
+    if not use.any():
+        return np.zeros((h, w), np.float32), np.zeros((h, w), bool)
+    a, b = v0[use], v1[use]
+    a, b = np.where(np.isnan(a), b, a), np.where(np.isnan(b), a, b)
+    px, seg, f = _segment_samples(pts[:-1][use], pts[1:][use])
+    val = a[seg] + f * (b[seg] - a[seg])
+    disk = _disk(thickness)
+    xy = (px[:, None, :] + disk[None]).reshape(-1, 2)
+    vv = np.repeat(val, len(disk)).astype(np.float32)
+    ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+    np.minimum.at(canvas, (xy[ok, 1], xy[ok, 0]), vv[ok])
     mask = np.isfinite(canvas)
     return np.where(mask, canvas, 0.0).astype(np.float32), mask
 
