@@ -134,7 +134,9 @@ class Episode:
 
     def summary(self) -> str:
         parts = [f"{self.name}: {self.num_frames} frames {self.size[1]}x{self.size[0]}"]
-        parts += [k for k in ("depth", "segmentation", "actions", "intrinsics") if getattr(self, k) is not None]
+        parts += [
+            k for k in ("depth", "segmentation", "actions", "intrinsics") if getattr(self, k) is not None
+        ]
         if self.gt_points is not None:
             parts.append(f"{self.gt_points.shape[1]} gt points")
         return ", ".join(parts)
