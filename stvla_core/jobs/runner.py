@@ -1,0 +1,210 @@
+"""Job runners: where a job's worker process runs. `local` (default) starts a process on this
+machine; `ray` submits the same worker command to a Ray cluster through Ray Jobs."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from stvla_core.jobs.store import CANCELLED, FAILED, LOG_NAME, Job, JobStore, append_log, process_alive
+from stvla_core.registry import Registry
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RunnerUnavailableError(RuntimeError):
+    """A runner that cannot work here (e.g. `ray` without the package or a cluster address)."""
+
+
+@runtime_checkable
+class JobRunner(Protocol):
+    name: str
+
+    def start(self, job: Job, store: JobStore) -> None:
+        """Start the worker for a claimed (running) job and record its pid or reference."""
+
+    def check(self, job: Job, store: JobStore) -> None:
+        """Called for running jobs: mark the job failed if its worker is gone without reporting."""
+
+    def cancel(self, job: Job, store: JobStore) -> None:
+        """Stop the worker of a job that the store already marks cancelled."""
+
+
+RUNNERS: Registry[JobRunner] = Registry("job runner")
+
+
+def worker_command(job_id: str, store_root: Path, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "stvla_core.jobs.worker", job_id, "--store", str(store_root)]
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+@RUNNERS.register("local")
+class LocalRunner:
+    """One process per job, in its own session (so cancel reaches its children), stdout/stderr to
+    the job's log. Cancel sends SIGTERM to the process group, then SIGKILL after `grace_s`."""
+
+    name = "local"
+
+    def __init__(self, grace_s: float = 5.0) -> None:
+        self.grace_s = grace_s
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self, job: Job, store: JobStore) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(job.dir / LOG_NAME, "ab") as log:
+            proc = subprocess.Popen(
+                worker_command(job.id, store.root),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=job.dir,
+                env=env,
+                start_new_session=True,
+            )
+        with self._lock:
+            self._procs[job.id] = proc
+        store.set_process(job.id, proc.pid)
+
+    def _exit_code(self, job: Job) -> tuple[bool, int | None]:
+        """(alive, exit code if known). Reaps our own children; others are checked by pid."""
+        with self._lock:
+            proc = self._procs.get(job.id)
+        if proc is not None:
+            code = proc.poll()
+            if code is not None:
+                with self._lock:
+                    self._procs.pop(job.id, None)
+            return code is None, code
+        return process_alive(job.pid, job.pid_start), None
+
+    def check(self, job: Job, store: JobStore) -> None:
+        if job.pid is None:
+            return  # claimed but not started yet (start() is in progress)
+        alive, code = self._exit_code(job)
+        if alive:
+            return
+        if code is not None and code < 0:
+            why = f"killed by {_signal_name(code)}"
+        elif code is not None:
+            why = f"exited with code {code}"
+        else:
+            why = "ended"
+        store.finish(
+            job.id,
+            FAILED,
+            error=f"worker process (pid {job.pid}) {why} without reporting a result",
+            exit_code=code,
+            from_states=("running",),
+        )
+
+    def cancel(self, job: Job, store: JobStore) -> None:
+        if job.pid is None or not process_alive(job.pid, job.pid_start):
+            return
+        try:
+            os.killpg(job.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+        def escalate() -> None:
+            alive, _ = self._exit_code(job)
+            if alive:
+                append_log(job.log_path, f"no exit {self.grace_s:g} s after SIGTERM; sending SIGKILL")
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        timer = threading.Timer(self.grace_s, escalate)
+        timer.daemon = True
+        timer.start()
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        """Reap our own child (tests and shutdown)."""
+        with self._lock:
+            proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.wait(timeout)
+
+
+_RAY_TERMINAL = {"FAILED": FAILED, "STOPPED": CANCELLED}
+
+
+@RUNNERS.register("ray")
+class RayRunner:
+    """Submits `python -m stvla_core.jobs.worker JOB_ID --store ROOT` as a Ray Job.
+
+    The worker writes progress and state into the same store, so the store folder must be on a
+    file system the cluster's nodes share with the app (e.g. NFS mounted at the same path; on a
+    single-machine cluster that is automatic). When the worker never got to report (the Ray job
+    failed to start, or the store is not shared), `check` copies Ray's status and logs into the
+    store. Install with `pip install "ray[default]"`; the address comes from the argument or
+    `RAY_ADDRESS` (e.g. http://head-node:8265)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, python: str = "python") -> None:
+        address = address or os.environ.get("RAY_ADDRESS")
+        if not address:
+            raise RunnerUnavailableError(
+                "the 'ray' job runner needs a cluster address: set RAY_ADDRESS "
+                "(e.g. http://127.0.0.1:8265) or pass address=..."
+            )
+        try:
+            from ray.job_submission import JobSubmissionClient
+        except ImportError as e:
+            raise RunnerUnavailableError(
+                f"the 'ray' job runner needs the ray package ({e}); install it with "
+                "`pip install \"ray[default]\"` or use the default 'local' runner"
+            ) from None
+        self.address = address
+        self.python = python
+        self.client = JobSubmissionClient(address)
+
+    def start(self, job: Job, store: JobStore) -> None:
+        submission_id = f"stvla-{job.id}"
+        entrypoint = shlex.join(worker_command(job.id, store.root, self.python))
+        self.client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=submission_id,
+            runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}},
+            metadata={"stvla_job": job.id, "kind": job.kind},
+        )
+        store.set_process(job.id, None, runner_ref=submission_id)
+        append_log(job.log_path, f"submitted to Ray at {self.address} as {submission_id}")
+
+    def check(self, job: Job, store: JobStore) -> None:
+        if not job.runner_ref:
+            return
+        status = str(self.client.get_job_status(job.runner_ref)).rsplit(".", 1)[-1]
+        if status == "SUCCEEDED" and not (job.dir / "result.json").exists():
+            status = "FAILED"  # the worker exited 0 but its result never reached the shared store
+        if status in _RAY_TERMINAL:
+            logs = self.client.get_job_logs(job.runner_ref)
+            append_log(job.log_path, f"Ray job {job.runner_ref} ended {status}; its log follows")
+            with open(job.log_path, "a", encoding="utf-8") as f:
+                f.write(logs)
+            store.finish(
+                job.id,
+                _RAY_TERMINAL[status],
+                error=f"Ray job {job.runner_ref} ended {status} without reporting to the store",
+                from_states=("running",),
+            )
+
+    def cancel(self, job: Job, store: JobStore) -> None:
+        if job.runner_ref:
+            self.client.stop_job(job.runner_ref)

@@ -1,0 +1,330 @@
+"""The job store: one SQLite file (WAL) plus one folder per job (`<root>/<id>/log.txt`, results).
+
+The app, the job manager and every worker process open the same file, each with its own
+connection, so state and progress survive restarts of any of them. State changes are conditional
+updates (`... WHERE state IN (...)`), so a worker finishing after a cancel cannot undo the cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+LOG_NAME = "log.txt"
+RESULT_NAME = "result.json"
+CONFIG_NAME = "config.json"
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    runner      TEXT NOT NULL,
+    runner_ref  TEXT NOT NULL DEFAULT '',
+    progress    REAL NOT NULL DEFAULT 0,
+    message     TEXT NOT NULL DEFAULT '',
+    error       TEXT NOT NULL DEFAULT '',
+    pid         INTEGER,
+    pid_start   INTEGER,
+    exit_code   INTEGER,
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    result      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+"""
+
+
+class JobNotFoundError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobStateError(RuntimeError):
+    """An operation that the job's current state does not allow (e.g. reading a failed job's
+    result)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the store. Times are UNIX seconds; `result` is the result file's name inside the
+    job folder, set only once the result was written completely."""
+
+    id: str
+    kind: str
+    config: dict[str, Any]
+    state: str
+    runner: str
+    runner_ref: str
+    progress: float
+    message: str
+    error: str
+    pid: int | None
+    pid_start: int | None
+    exit_code: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result: str
+    dir: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / LOG_NAME
+
+    @property
+    def result_path(self) -> Path | None:
+        return self.dir / self.result if self.result else None
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+def new_job_id() -> str:
+    """Sortable by creation time and readable in a table: `20260101-120000-a1b2c3`."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def process_start_token(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), stored beside the pid so a
+    recycled pid is not mistaken for the job's process. None where /proc is unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def process_alive(pid: int | None, start_token: int | None = None) -> bool:
+    """True while `pid` runs and is the same process (start token) and not a zombie."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to a signal-0 probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_token is None or int(fields[19]) == start_token
+
+
+def append_log(path: Path, line: str) -> None:
+    """Append a line stamped by the job system (not by the job) to a job log."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"[stvla-jobs {stamp}] {line}\n")
+
+
+class JobStore:
+    """Jobs on disk under `root`. Safe to use from several threads and processes at once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "jobs.sqlite"
+        self._local = threading.local()
+        con = self._con()
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise RuntimeError(
+                f"job store {self.db_path}: schema version {_SCHEMA_VERSION} expected, found {version}"
+            )
+        con.executescript(_SCHEMA)  # idempotent; executescript commits on its own
+        con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    # -- connection -------------------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or getattr(self._local, "pid", None) != os.getpid():
+            con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con, self._local.pid = con, os.getpid()
+        return con
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._con())
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- reading ----------------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def _row_to_job(self, row: sqlite3.Row) -> Job:
+        d = dict(row)
+        d["config"] = json.loads(d["config"])
+        return Job(**d, dir=self.job_dir(d["id"]))
+
+    def get(self, job_id: str) -> Job:
+        row = self._con().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.db_path}")
+        return self._row_to_job(row)
+
+    def list(self, states: tuple[str, ...] | None = None, kind: str | None = None) -> list[Job]:
+        """Newest first."""
+        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+        if states is not None:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += list(states)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        rows = self._con().execute(sql + " ORDER BY created_at DESC, id DESC", args).fetchall()
+        return [self._row_to_job(r) for r in rows]
+
+    def count(self, state: str) -> int:
+        return self._con().execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
+
+    def read_log(self, job_id: str, tail_chars: int | None = None) -> str:
+        path = self.job_dir(job_id) / LOG_NAME
+        if not path.exists():
+            return ""
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return text if tail_chars is None else text[-tail_chars:]
+
+    def read_result(self, job_id: str) -> dict[str, Any]:
+        """The result of a succeeded job; a clear error for any other state."""
+        job = self.get(job_id)
+        if job.state != SUCCEEDED or job.result_path is None:
+            detail = f": {job.error}" if job.error else ""
+            raise JobStateError(f"job {job_id} has no result: state is {job.state!r}{detail}")
+        return json.loads(job.result_path.read_text(encoding="utf-8"))
+
+    # -- writing ----------------------------------------------------------------------------
+    def create(self, kind: str, config: dict[str, Any], runner: str = "local") -> Job:
+        job_id = new_job_id()
+        text = json.dumps(config, sort_keys=True)
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True)
+        (folder / CONFIG_NAME).write_text(text + "\n", encoding="utf-8")
+        append_log(folder / LOG_NAME, f"job {job_id} ({kind}) queued for the {runner} runner")
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO jobs (id, kind, config, state, runner, created_at) VALUES (?,?,?,?,?,?)",
+                (job_id, kind, text, QUEUED, runner, time.time()),
+            )
+        return self.get(job_id)
+
+    def claim(self, job_id: str) -> bool:
+        """queued -> running; False when another manager claimed it first or it was cancelled."""
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE jobs SET state = ?, started_at = ?, message = 'starting' WHERE id = ? AND state = ?",
+                (RUNNING, time.time(), job_id, QUEUED),
+            )
+        return cur.rowcount == 1
+
+    def set_process(self, job_id: str, pid: int | None = None, runner_ref: str = "") -> None:
+        token = process_start_token(pid) if pid is not None else None
+        with self._tx() as con:
+            con.execute(
+                "UPDATE jobs SET pid = ?, pid_start = ?, runner_ref = ? WHERE id = ?",
+                (pid, token, runner_ref, job_id),
+            )
+
+    def set_progress(self, job_id: str, progress: float, message: str = "") -> None:
+        progress = min(max(float(progress), 0.0), 1.0)
+        with self._tx() as con:
+            con.execute(
+                "UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = ?",
+                (progress, message, job_id, RUNNING),
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        error: str = "",
+        result: str = "",
+        exit_code: int | None = None,
+        from_states: tuple[str, ...] = (QUEUED, RUNNING),
+    ) -> bool:
+        """Move a job to a terminal state if it is still in one of `from_states`; returns whether
+        it moved. A reason for failures and cancels is also appended to the job log."""
+        if state not in TERMINAL:
+            raise ValueError(f"finish: expected one of {TERMINAL}, found {state!r}")
+        with self._tx() as con:
+            cur = con.execute(
+                f"UPDATE jobs SET state = ?, error = ?, result = ?, exit_code = ?, finished_at = ?,"
+                f" progress = CASE WHEN ? = '{SUCCEEDED}' THEN 1.0 ELSE progress END"
+                f" WHERE id = ? AND state IN ({','.join('?' * len(from_states))})",
+                (state, error, result, exit_code, time.time(), state, job_id, *from_states),
+            )
+        moved = cur.rowcount == 1
+        if moved:
+            reason = f": {error}" if error else ""
+            append_log(self.job_dir(job_id) / LOG_NAME, f"job {state}{reason}")
+        return moved
+
+    def recover(self) -> list[Job]:
+        """After a restart: every running job whose process is gone is marked failed, with the
+        reason in its log. Jobs whose process still runs are left running (their worker keeps
+        reporting and finishes them). Jobs of other runners (Ray) are left to their runner.
+        Returns the jobs marked failed."""
+        failed = []
+        for job in self.list(states=(RUNNING,)):
+            if job.runner != "local" or process_alive(job.pid, job.pid_start):
+                continue
+            who = f"its process (pid {job.pid})" if job.pid else "it never started a process"
+            reason = f"found running after a restart, but {who} is gone without reporting a result"
+            if self.finish(job.id, FAILED, error=reason, from_states=(RUNNING,)):
+                failed.append(self.get(job.id))
+        return failed
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE ... COMMIT` on an autocommit connection: writers queue instead of failing."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.con.execute("BEGIN IMMEDIATE")
+        return self.con
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,86 @@
+"""The entry point a job process runs: `python -m stvla_core.jobs.worker JOB_ID --store PATH`.
+
+It loads the job from the store, runs its kind's function, writes `result.json` atomically and
+then marks the job succeeded; any exception marks it failed with the traceback in the log; SIGTERM
+(cancel) marks it cancelled. stdout/stderr are the job's log file (the runner opens it)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+
+from stvla_core.jobs.files import atomic_write_json
+from stvla_core.jobs.kinds import JobContext, get_kind
+from stvla_core.jobs.store import CANCELLED, FAILED, RESULT_NAME, RUNNING, SUCCEEDED, JobStore
+
+
+class Cancelled(BaseException):
+    """Raised in the job's main thread by SIGTERM; a BaseException so jobs' `except Exception`
+    blocks do not swallow it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Cancelled()
+
+
+def run_job(job_id: str, store: JobStore) -> int:
+    """Runs one job in this process; returns the process exit code."""
+    job = store.get(job_id)
+    log = logging.getLogger(f"stvla.job.{job_id}")
+    if job.state == CANCELLED:
+        log.info("job %s was cancelled before it started", job_id)
+        return 0
+    if job.state != RUNNING:  # runners claim the job before starting us; Ray may start us directly
+        store.claim(job_id)
+    store.set_process(job_id, os.getpid(), store.get(job_id).runner_ref)
+    log.info("worker pid %d running %s job %s", os.getpid(), job.kind, job_id)
+    started = time.time()
+    try:
+        kind = get_kind(job.kind)
+        config = kind.parse_config(job.config)
+        ctx = JobContext(job_id, job.dir, log, lambda f, m="": store.set_progress(job_id, f, m))
+        result = kind.function()(config, ctx)
+        if not isinstance(result, dict):
+            raise TypeError(f"job kind {job.kind!r} returned {type(result).__name__}, expected a dict")
+        atomic_write_json(job.dir / RESULT_NAME, result)
+    except Cancelled:
+        log.info("cancelled (SIGTERM) after %.1f s", time.time() - started)
+        store.finish(job_id, CANCELLED, error="cancelled while running", exit_code=143)
+        return 143
+    except BaseException as e:
+        traceback.print_exc()
+        sys.stderr.flush()
+        store.finish(job_id, FAILED, error=f"{type(e).__name__}: {e}", exit_code=1)
+        return 1
+    log.info("finished in %.1f s", time.time() - started)
+    store.finish(job_id, SUCCEEDED, result=RESULT_NAME, exit_code=0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("job_id")
+    parser.add_argument("--store", required=True, help="folder of the job store")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(message)s",
+        force=True,
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    store = JobStore(args.store)
+    try:
+        return run_job(args.job_id, store)
+    finally:
+        sys.stdout.flush()
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
