@@ -1,0 +1,368 @@
+"""Closed-loop evaluation in ManiSkill3: run a policy for N episodes per task, record success,
+episode length and one mp4 per episode, and write `results.json` / `results.csv` to a folder.
+
+Action mapping (policy -> ManiSkill end-effector delta-pose controllers). The policy speaks the
+Episode convention: [dx, dy, dz] metres and [droll, dpitch, dyaw] radians per step in the robot
+base frame, gripper in [0, 1] with 1 = open. `ActionMapping` reads the limits of the env's own
+controller, so the physical motion equals the policy's (times `action_scale`):
+- normalised arm (Panda, limits +-0.1 m / +-0.1 rad): position a = 2 (p - low) / (high - low) - 1,
+  clipped to [-1, 1]; rotation a = r / rot_lower, because ManiSkill 3.0.1 multiplies the
+  normalised rotation by `rot_lower` (negative, so the sign flips); a rotation of norm > 1 is
+  rescaled to norm 1 by the controller.
+- unnormalised arm (WidowX Bridge): metres and radians pass through unchanged.
+- gripper: normalised [-1, 1] -> [closed, open] joint targets, so a = 2 g - 1.
+Panda tasks use `pd_ee_target_delta_pose` (same 7-D action as `pd_ee_delta_pose`, but each delta
+moves the previous *target*, as Bridge's WidowX controller does): measured on PickCube-v1, five
+steps of dx = 0.01 m move the TCP 0.049 m with it, but only 0.020 m with `pd_ee_delta_pose`,
+whose delta starts from the lagging measured pose.
+Steps per second differ between datasets (Bridge 5 Hz) and tasks (Panda 20 Hz); `action_scale`
+rescales pose deltas for that.
+
+Depth: ManiSkill gives int16 millimetres; the policy gets float32 metres (0 = invalid). The Bridge
+tasks render RGB only (ManiSkill supports no depth there), so the policy gets depth=None and
+estimates depth itself, as on the real robot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stvla_core.evaluation.policies import POLICIES, Policy, check_action, make_policy
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    env_id: str
+    robot: str
+    obs_mode: str
+    camera: str
+    control_mode: str
+    instruction: str | None = None  # None: the env's own get_language_instruction()
+    assets: tuple[str, ...] = ()  # ManiSkill data source ids that must be downloaded
+
+
+_PANDA = {
+    "robot": "panda",
+    "obs_mode": "rgb+depth",
+    "camera": "base_camera",
+    "control_mode": "pd_ee_target_delta_pose",
+}
+_BRIDGE = {
+    "robot": "widowx",
+    "obs_mode": "rgb+segmentation",
+    "camera": "3rd_view_camera",
+    "control_mode": "arm_pd_ee_target_delta_pose_align2_gripper_pd_joint_pos",
+    "assets": ("bridge_v2_real2sim", "widowx250s"),
+}
+TASKS: dict[str, TaskSpec] = {
+    t.env_id: t
+    for t in (
+        TaskSpec("PickCube-v1", instruction="pick up the red cube and move it to the green goal", **_PANDA),
+        TaskSpec("PushCube-v1", instruction="push the cube to the red and white target", **_PANDA),
+        TaskSpec("PullCube-v1", instruction="pull the cube back to the red and white target", **_PANDA),
+        TaskSpec("StackCube-v1", instruction="stack the red cube on the green cube", **_PANDA),
+        TaskSpec("PutSpoonOnTableClothInScene-v1", **_BRIDGE),
+        TaskSpec("PutCarrotOnPlateInScene-v1", **_BRIDGE),
+        TaskSpec("StackGreenCubeOnYellowCubeBakedTexInScene-v1", **_BRIDGE),
+        TaskSpec("PutEggplantInBasketScene-v1", **_BRIDGE),
+    )
+}
+BRIDGE_TASKS = tuple(k for k, t in TASKS.items() if t.robot == "widowx")
+PANDA_TASKS = tuple(k for k, t in TASKS.items() if t.robot == "panda")
+
+
+def task_spec(task: str) -> TaskSpec:
+    try:
+        return TASKS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+
+
+class MissingAssetsError(RuntimeError):
+    """A task's simulation assets are not downloaded; the message names the folders and the
+    command that downloads them (needs internet)."""
+
+
+def download_command(asset_id: str) -> str:
+    return f"python -m mani_skill.utils.download_asset {asset_id}"
+
+
+def missing_assets(task: str) -> list[tuple[str, Path]]:
+    """(asset id, expected folder) of every asset the task needs that is not on disk. Reads
+    ManiSkill's asset table only; builds no environment."""
+    from mani_skill.utils.assets import data
+
+    if not data.DATA_SOURCES:
+        data.initialize_data_sources()
+    missing = []
+    for asset_id in task_spec(task).assets:
+        source = data.DATA_SOURCES[asset_id]
+        folder = Path(source.output_dir) / source.target_path
+        if not folder.exists():
+            missing.append((asset_id, folder))
+    return missing
+
+
+def check_task_assets(task: str) -> None:
+    missing = missing_assets(task)
+    if missing:
+        lines = [f"  {a}: expected in {folder}" for a, folder in missing]
+        commands = " && ".join(download_command(a) for a, _ in missing)
+        raise MissingAssetsError(
+            f"task {task!r} cannot run: its ManiSkill assets are not downloaded\n"
+            + "\n".join(lines)
+            + f"\ndownload them (needs internet, MS_ASSET_DIR picks the folder) with:\n  {commands}"
+        )
+
+
+@dataclass(frozen=True)
+class ActionMapping:
+    """Policy action (7,) -> env action (7,), from the env's controller limits (module docstring)."""
+
+    arm_normalized: bool
+    pos_low: float
+    pos_high: float
+    rot_lower: float
+    gripper_normalized: bool
+    gripper_low: float
+    gripper_high: float
+    scale: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Any, scale: float = 1.0) -> ActionMapping:
+        configs = env.unwrapped.agent.controller.configs
+        arm, gripper = configs["arm"], configs["gripper"]
+        return cls(
+            arm_normalized=bool(arm.normalize_action),
+            pos_low=float(np.min(arm.pos_lower)),
+            pos_high=float(np.max(arm.pos_upper)),
+            rot_lower=float(np.min(arm.rot_lower)),
+            gripper_normalized=bool(gripper.normalize_action),
+            gripper_low=float(np.min(gripper.lower)),
+            gripper_high=float(np.max(gripper.upper)),
+            scale=scale,
+        )
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        a = np.asarray(action, np.float64)
+        pos, rot, g = a[:3] * self.scale, a[3:6] * self.scale, float(np.clip(a[6], 0.0, 1.0))
+        if self.arm_normalized:
+            pos = np.clip(2 * (pos - self.pos_low) / (self.pos_high - self.pos_low) - 1, -1, 1)
+            rot = rot / self.rot_lower
+        if self.gripper_normalized:
+            grip = 2 * g - 1
+        else:
+            grip = self.gripper_low + g * (self.gripper_high - self.gripper_low)
+        return np.concatenate([pos, rot, [grip]]).astype(np.float32)
+
+
+@dataclass
+class ClosedLoopConfig:
+    """One evaluation run. `variant`, `buffer`, `checkpoint` label the run in comparison tables
+    (taken from `policy_kwargs` when left empty). `max_steps` None: the task's own limit."""
+
+    tasks: list[str] = field(default_factory=lambda: ["PickCube-v1"])
+    policy: str = "zero"
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    episodes_per_task: int = 10
+    max_steps: int | None = None
+    seed: int = 0
+    image_size: int = 224
+    action_scale: float = 1.0
+    record_video: bool = True
+    render_backend: str = "gpu"
+    run_name: str = ""
+    variant: str = ""
+    buffer: int | None = None
+    checkpoint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("tasks: expected at least one task, found none")
+        for t in self.tasks:
+            task_spec(t)
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy: expected one of {', '.join(POLICIES.names())}, found {self.policy!r}")
+        for name in ("episodes_per_task", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, found {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps: expected >= 1 or None, found {self.max_steps}")
+
+    def labels(self) -> dict[str, Any]:
+        kw = self.policy_kwargs
+        return {
+            "run": self.run_name or self.policy,
+            "policy": self.policy,
+            "variant": self.variant or str(kw.get("variant", "")),
+            "buffer": self.buffer if self.buffer is not None else kw.get("buffer"),
+            "checkpoint": self.checkpoint or str(kw.get("checkpoint", "")),
+        }
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    episode: int
+    seed: int
+    instruction: str
+    success: bool  # succeeded at any step (tasks end on success)
+    success_at_end: bool
+    length: int  # env steps taken
+    seconds: float
+    video: str  # path relative to the results folder, "" when not recorded
+
+
+def make_env(spec: TaskSpec, config: ClosedLoopConfig) -> Any:
+    import gymnasium as gym
+    import mani_skill.envs  # noqa: F401  (registers the tasks)
+
+    size = config.image_size
+    return gym.make(
+        spec.env_id,
+        num_envs=1,
+        obs_mode=spec.obs_mode,
+        control_mode=spec.control_mode,
+        sensor_configs={"width": size, "height": size},
+        render_backend=config.render_backend,
+    )
+
+
+def observation(obs: dict, camera: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) uint8 RGB and (H, W) float32 metres (or None) of env 0's camera."""
+    data = obs["sensor_data"][camera]
+    rgb = np.ascontiguousarray(_numpy(data["rgb"])[0, ..., :3]).astype(np.uint8)
+    if "depth" not in data:
+        return rgb, None
+    depth = _numpy(data["depth"])[0, ..., 0].astype(np.float32) / 1000.0
+    return rgb, np.maximum(depth, 0.0)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
+
+
+def _flag(info: dict, key: str) -> bool:
+    v = info.get(key, False)
+    return bool(_numpy(v).reshape(-1)[0]) if not isinstance(v, bool) else v
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """H.264 mp4 via PyAV, written to a temporary name and renamed when complete."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial.mp4")
+    h, w = frames[0].shape[:2]
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width, stream.height = w - w % 2, h - h % 2
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(f[: h - h % 2, : w - w % 2]), format="rgb24"
+            )
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    tmp.replace(path)
+    return path
+
+
+def run_episode(
+    env: Any,
+    spec: TaskSpec,
+    policy: Policy,
+    mapping: ActionMapping,
+    *,
+    seed: int,
+    max_steps: int,
+    policy_name: str,
+    frames: list[np.ndarray] | None = None,
+) -> tuple[str, bool, bool, int]:
+    """One episode; returns (instruction, success, success_at_end, length). Appends the camera
+    frames the policy saw to `frames` when given."""
+    obs, info = env.reset(seed=seed)
+    instruction = spec.instruction or env.unwrapped.get_language_instruction()
+    if not isinstance(instruction, str):  # one per parallel env
+        instruction = instruction[0]
+    policy.reset(instruction)
+    rgb, depth = observation(obs, spec.camera)
+    if frames is not None:
+        frames.append(rgb)
+    success = success_at_end = False
+    steps = 0
+    for steps in range(1, max_steps + 1):
+        action = check_action(policy.step(rgb, depth), policy_name, steps - 1)
+        obs, _, terminated, truncated, info = env.step(mapping(action))
+        rgb, depth = observation(obs, spec.camera)
+        if frames is not None:
+            frames.append(rgb)
+        success_at_end = _flag(info, "success")
+        success = success or success_at_end
+        if _flag({"t": terminated}, "t") or _flag({"t": truncated}, "t"):
+            break
+    return instruction, success, success_at_end, steps
+
+
+def evaluate_closed_loop(
+    config: ClosedLoopConfig,
+    out_dir: str | Path,
+    policy: Policy | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """Runs every task (assets checked for all tasks before any env is built), writes videos and
+    results to `out_dir`, returns the results dict (also in results.json)."""
+    from stvla_core.evaluation.results import summarise_episodes, write_results
+
+    out_dir = Path(out_dir)
+    for task in config.tasks:
+        check_task_assets(task)
+    policy = policy if policy is not None else make_policy(config.policy, **config.policy_kwargs)
+    episodes: list[EpisodeResult] = []
+    total = len(config.tasks) * config.episodes_per_task
+    for task in config.tasks:
+        spec = task_spec(task)
+        env = make_env(spec, config)
+        try:
+            mapping = ActionMapping.from_env(env, config.action_scale)
+            limit = config.max_steps or int(env.spec.max_episode_steps or 100)
+            fps = float(getattr(env.unwrapped, "control_freq", 20))
+            for k in range(config.episodes_per_task):
+                seed = config.seed + k
+                frames: list[np.ndarray] | None = [] if config.record_video else None
+                start = time.perf_counter()
+                instruction, success, at_end, length = run_episode(
+                    env,
+                    spec,
+                    policy,
+                    mapping,
+                    seed=seed,
+                    max_steps=limit,
+                    policy_name=config.policy,
+                    frames=frames,
+                )
+                seconds = time.perf_counter() - start
+                video = ""
+                if frames:
+                    video = f"videos/{task}_ep{k:03d}_seed{seed}.mp4"
+                    write_video(out_dir / video, frames, fps)
+                episodes.append(
+                    EpisodeResult(task, k, seed, instruction, success, at_end, length, seconds, video)
+                )
+                if progress is not None:
+                    progress(len(episodes) / total, f"{task} episode {k + 1}/{config.episodes_per_task}")
+        finally:
+            env.close()
+    results = {
+        "config": asdict(config),
+        "labels": config.labels(),
+        "episodes": [asdict(e) for e in episodes],
+        "summary": summarise_episodes(episodes),
+    }
+    write_results(out_dir, results)
+    return results

@@ -1,0 +1,278 @@
+"""Evaluation: hand-computed action errors, the action mapping, result tables, the clear error
+for absent Bridge assets, and a short closed-loop run in a real ManiSkill3 Panda task."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import translating_episode
+
+from stvla_core.episodes import ACTION_NAMES
+from stvla_core.evaluation import (
+    BRIDGE_TASKS,
+    ActionMapping,
+    ClosedLoopConfig,
+    MissingAssetsError,
+    PolicyOutputError,
+    action_errors,
+    check_task_assets,
+    compare_runs,
+    error_by_step,
+    error_summary,
+    evaluate_closed_loop,
+    load_results,
+    make_policy,
+    plot_actions,
+    plot_error_per_dim,
+    plot_error_per_step,
+    to_markdown,
+)
+from stvla_core.evaluation.closed_loop import TASKS, missing_assets
+from stvla_core.evaluation.offline import OfflineConfig
+from stvla_core.evaluation.results import ResultsError, write_results
+from stvla_core.jobs import FAILED, JobConfigError, JobManager
+from stvla_core.jobs.kinds import config_from_dict
+
+PANDA = ActionMapping(True, -0.1, 0.1, -0.1, True, -0.01, 0.04)
+WIDOWX = ActionMapping(False, -1.0, 1.0, -np.pi / 2, True, 0.014, 0.038)
+
+
+# -- action mapping --------------------------------------------------------------------------
+def test_panda_mapping_normalises_and_undoes_the_rotation_sign():
+    a = PANDA(np.float32([0.01, -0.05, 0.2, 0.02, 0.0, -0.01, 1.0]))
+    np.testing.assert_allclose(a, [0.1, -0.5, 1.0, -0.2, 0.0, 0.1, 1.0], atol=1e-6)
+    assert a.dtype == np.float32
+    assert PANDA(np.float32([0, 0, 0, 0, 0, 0, 0.0]))[6] == -1.0
+    assert PANDA(np.float32([0, 0, 0, 0, 0, 0, 0.25]))[6] == -0.5
+    assert PANDA(np.float32([0, 0, 0, 0, 0, 0, 7.0]))[6] == 1.0  # gripper clipped to [0, 1] first
+
+
+def test_unnormalised_arm_passes_metres_and_radians_through_with_scale():
+    m = ActionMapping(**{**WIDOWX.__dict__, "scale": 0.5})
+    np.testing.assert_allclose(
+        m(np.float32([0.02, 0, -0.04, 0.1, 0, 0, 0.5])), [0.01, 0, -0.02, 0.05, 0, 0, 0.0], atol=1e-6
+    )
+    np.testing.assert_allclose(WIDOWX(np.float32([0.3, 0, 0, 0, 0, 0, 1]))[[0, 6]], [0.3, 1.0], atol=1e-6)
+
+
+# -- offline ---------------------------------------------------------------------------------
+def test_zero_policy_errors_are_minus_the_recorded_actions():
+    ep = translating_episode(t=6, dx=2.0, name="ep")  # recorded dx = 0.02 m, gripper 0
+    errors = action_errors(make_policy("zero"), [ep], policy_name="zero")
+    assert list(errors.columns) == ["episode", "step", "dim", "predicted", "target", "error", "abs_error"]
+    assert len(errors) == 6 * 7
+    dx = errors[errors["dim"] == "dx"]
+    np.testing.assert_allclose(dx["error"], -0.02, atol=1e-7)
+    summary = error_summary(errors)
+    assert list(summary.index) == list(ACTION_NAMES)
+    assert summary.loc["dx", "mae"] == pytest.approx(0.02)
+    assert summary.loc["dx", "bias"] == pytest.approx(-0.02)
+    assert summary.loc["gripper", "mae"] == pytest.approx(1.0)  # zero holds the gripper open (1)
+    assert summary.loc["dy", "rmse"] == 0.0 and summary.loc["dx", "n"] == 6
+    by_step = error_by_step(errors)
+    assert by_step.shape == (6, 7) and by_step["gripper"].tolist() == [1.0] * 6
+
+
+def test_replay_of_the_recorded_actions_has_zero_error_and_max_steps():
+    eps = [translating_episode(t=8, name="a"), translating_episode(t=5, name="b")]
+    replay = make_policy("replay", actions=eps[0].actions)
+    errors = action_errors(replay, eps[:1], policy_name="replay", max_steps=4)
+    assert len(errors) == 4 * 7 and errors["abs_error"].max() == 0.0
+    errors = action_errors(make_policy("random", seed=3), eps, policy_name="random")
+    assert errors.groupby("episode").size().to_dict() == {"a": 8 * 7, "b": 5 * 7}
+    again = action_errors(make_policy("random", seed=3), eps, policy_name="random")
+    pd.testing.assert_frame_equal(errors, again)
+
+
+class _BadPolicy:
+    def __init__(self, out):
+        self.out = out
+
+    def reset(self, instruction):
+        pass
+
+    def step(self, rgb, depth):
+        return self.out
+
+
+def test_bad_policy_output_and_missing_actions_are_named():
+    ep = translating_episode(t=3)
+    with pytest.raises(
+        PolicyOutputError, match=r"policy 'bad' at step 0: expected an action of shape \(7,\), found \(6,\)"
+    ):
+        action_errors(_BadPolicy(np.zeros(6)), [ep], policy_name="bad")
+    with pytest.raises(PolicyOutputError, match="NaN/inf"):
+        action_errors(_BadPolicy(np.full(7, np.nan)), [ep], policy_name="bad")
+    with pytest.raises(ValueError, match="episode 'silent' has no recorded actions"):
+        action_errors(make_policy("zero"), [ep.replace(actions=None, name="silent")])
+
+
+def test_plots_show_every_dimension():
+    ep = translating_episode(t=4, name="ep")
+    errors = action_errors(make_policy("zero"), [ep])
+    per_step = plot_error_per_step(errors)
+    assert [t.name for t in per_step.data] == list(ACTION_NAMES)
+    assert list(per_step.data[0].x) == [0, 1, 2, 3]
+    per_dim = plot_error_per_dim(errors)
+    np.testing.assert_allclose(per_dim.data[0].y, error_summary(errors)["mae"])
+    assert len(plot_actions(errors, "ep").data) == 14
+    with pytest.raises(ValueError, match="no episode 'other' in the error table; it has ep"):
+        plot_actions(errors, "other")
+
+
+def test_offline_config_refuses_missing_episodes_and_unknown_policy(tmp_path):
+    with pytest.raises(JobConfigError, match=r"1 file\(s\) do not exist: .*gone\.npz"):
+        config_from_dict(OfflineConfig, {"episodes": [str(tmp_path / "gone.npz")]})
+    (tmp_path / "e.npz").write_bytes(b"")
+    with pytest.raises(JobConfigError, match="policy: expected one of random, replay, zero, found 'stlva'"):
+        config_from_dict(OfflineConfig, {"episodes": [str(tmp_path / "e.npz")], "policy": "stlva"})
+    with pytest.raises(JobConfigError, match="at least one episode"):
+        config_from_dict(OfflineConfig, {"episodes": []})
+
+
+# -- results ---------------------------------------------------------------------------------
+def _run(labels, episodes):
+    eps = [
+        {
+            "task": t,
+            "episode": i,
+            "seed": i,
+            "success": s,
+            "success_at_end": s,
+            "length": 10,
+            "seconds": 1.0,
+            "video": "",
+            "instruction": "x",
+        }
+        for i, (t, s) in enumerate(episodes)
+    ]
+    return {"labels": {"policy": "stvla", **labels}, "episodes": eps}
+
+
+def test_compare_runs_gives_success_rates_per_task_and_average(tmp_path):
+    a = _run(
+        {"run": "a", "variant": "C", "buffer": 30, "checkpoint": "ckpt-1000"},
+        [("PickCube-v1", True), ("PickCube-v1", False), ("PushCube-v1", False)],
+    )
+    b = _run({"run": "b", "variant": "A", "buffer": 10, "checkpoint": ""}, [("PickCube-v1", True)] * 2)
+    write_results(tmp_path / "a", a)
+    table = compare_runs([tmp_path / "a", b])
+    assert list(table.columns) == ["PickCube-v1", "PushCube-v1", "average"]
+    assert table.index.names == ["run", "policy", "variant", "buffer", "checkpoint"]
+    assert table.iloc[0].tolist() == [50.0, 0.0, 25.0]
+    assert table.iloc[1, 0] == 100.0 and np.isnan(table.iloc[1, 1]) and table.iloc[1, 2] == 100.0
+    md = to_markdown(table)
+    assert "| a | stvla | C | 30 | ckpt-1000 | 50.0 | 0.0 | 25.0 |" in md
+    assert "| b | stvla | A | 10 |  | 100.0 | - | 100.0 |" in md
+    csv = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert csv["success"].tolist() == [True, False, False] and len(csv.columns) == 9
+    with pytest.raises(ResultsError, match="no results.json in .*nothing"):
+        load_results(tmp_path / "nothing")
+
+
+# -- closed loop -----------------------------------------------------------------------------
+def test_closed_loop_config_errors():
+    with pytest.raises(JobConfigError, match="unknown task 'PickCub-v1'; expected one of PickCube-v1"):
+        config_from_dict(ClosedLoopConfig, {"tasks": ["PickCub-v1"]})
+    with pytest.raises(JobConfigError, match="episodes_per_task: expected >= 1, found 0"):
+        config_from_dict(ClosedLoopConfig, {"episodes_per_task": 0})
+    labels = ClosedLoopConfig(policy_kwargs={"variant": "B", "buffer": 20}).labels()
+    assert labels == {"run": "zero", "policy": "zero", "variant": "B", "buffer": 20, "checkpoint": ""}
+
+
+bridge_absent = pytest.mark.skipif(
+    bool(not missing_assets(BRIDGE_TASKS[0])), reason="the Bridge assets are downloaded here"
+)
+
+
+@bridge_absent
+def test_bridge_tasks_without_assets_say_what_to_download(tmp_path):
+    assert set(BRIDGE_TASKS) == {
+        "PutSpoonOnTableClothInScene-v1",
+        "PutCarrotOnPlateInScene-v1",
+        "StackGreenCubeOnYellowCubeBakedTexInScene-v1",
+        "PutEggplantInBasketScene-v1",
+    }
+    with pytest.raises(MissingAssetsError) as e:
+        check_task_assets("PutCarrotOnPlateInScene-v1")
+    msg = str(e.value)
+    assert "task 'PutCarrotOnPlateInScene-v1' cannot run" in msg
+    assert "tasks/bridge_v2_real2sim_dataset" in msg
+    assert "python -m mani_skill.utils.download_asset bridge_v2_real2sim" in msg
+    # checked for every task before any environment is built: nothing runs, nothing is written
+    config = ClosedLoopConfig(tasks=["PickCube-v1", "PutSpoonOnTableClothInScene-v1"], episodes_per_task=1)
+    with pytest.raises(MissingAssetsError, match="PutSpoonOnTableClothInScene-v1"):
+        evaluate_closed_loop(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@bridge_absent
+def test_closed_loop_job_without_assets_fails_with_the_reason(tmp_path):
+    m = JobManager(tmp_path / "jobs")
+    job = m.submit("evaluate_closed_loop", {"tasks": ["PutEggplantInBasketScene-v1"], "episodes_per_task": 1})
+    job = m.wait(job.id, timeout=60)
+    assert job.state == FAILED
+    assert job.error.startswith("MissingAssetsError: task 'PutEggplantInBasketScene-v1' cannot run")
+    assert "download_asset bridge_v2_real2sim" in m.log(job.id)
+
+
+@functools.cache
+def vulkan_problem() -> str | None:
+    try:
+        import sapien
+
+        sapien.render.RenderSystem()
+    except Exception as e:  # no driver: sapien raises RuntimeError from its C++ core
+        return f"no Vulkan device for SAPIEN ({e}); install mesa-vulkan-drivers (lavapipe)"
+    return None
+
+
+requires_vulkan = pytest.mark.skipif(vulkan_problem() is not None, reason=str(vulkan_problem()))
+
+
+@pytest.mark.sim
+@requires_vulkan
+def test_closed_loop_panda_run_writes_results_and_video(tmp_path):
+    import av
+
+    config = ClosedLoopConfig(tasks=["PickCube-v1"], episodes_per_task=1, max_steps=10, run_name="smoke")
+    progress = []
+    results = evaluate_closed_loop(config, tmp_path, progress=lambda f, m: progress.append((f, m)))
+    assert progress == [(1.0, "PickCube-v1 episode 1/1")]
+    ep = results["episodes"][0]
+    assert ep["length"] == 10 and ep["success"] is False and ep["seed"] == 0
+    assert ep["instruction"] == TASKS["PickCube-v1"].instruction
+    assert results["summary"] == {"PickCube-v1": {"episodes": 1, "success_rate": 0.0, "mean_length": 10.0}}
+    assert json.loads((tmp_path / "results.json").read_text())["labels"]["run"] == "smoke"
+    with av.open(str(tmp_path / ep["video"])) as video:
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    assert len(frames) == 11 and frames[0].shape == (224, 224, 3)  # the first view + one per step
+    assert frames[0].std() > 10  # a rendered scene, not a blank image
+    assert compare_runs([tmp_path]).loc[("smoke", "zero", "", "", "")].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.sim
+@requires_vulkan
+def test_mapped_deltas_move_the_panda_gripper_by_the_same_metres():
+    from stvla_core.evaluation.closed_loop import make_env, observation
+
+    spec = TASKS["PickCube-v1"]
+    env = make_env(spec, ClosedLoopConfig(image_size=64))
+    try:
+        mapping = ActionMapping.from_env(env)
+        assert mapping == ActionMapping(True, -0.1, 0.1, -0.1, True, -0.01, 0.04)
+        obs, _ = env.reset(seed=0)
+        rgb, depth = observation(obs, spec.camera)
+        assert rgb.shape == (64, 64, 3) and depth.dtype == np.float32
+        assert 0.1 < float(np.median(depth[depth > 0])) < 3.0  # metres, not millimetres
+        start = obs["extra"]["tcp_pose"][0, :3].numpy().copy()
+        for k in range(10):  # 5 steps of dz = -0.01 m, then hold so the controller settles
+            obs, *_ = env.step(mapping(np.float32([0, 0, -0.01 if k < 5 else 0.0, 0, 0, 0, 1])))
+        moved = obs["extra"]["tcp_pose"][0, :3].numpy() - start
+        np.testing.assert_allclose(moved, [0, 0, -0.05], atol=0.005)
+    finally:
+        env.close()
