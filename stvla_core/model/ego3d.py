@@ -1,0 +1,82 @@
+"""Ego3D position encoding (SpatialVLA, arXiv 2501.15830, Sec. 3.1).
+
+A metric depth map is back-projected with the camera intrinsics to 3D points in the camera frame,
+`reso x reso` points per vision patch (the depth of each point is the mean over its sub-patch);
+each patch's `3 * reso**2` coordinates are encoded with NeRF-style sinusoids and an MLP, and the
+result is added to the SigLIP patch embeddings. ST-VLA feeds a traced depth map here instead of
+the model's own ZoeDepth estimate."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Points are centred on 2 m in front of the camera and halved before the sinusoids: the encoding
+# covers x, y in [-2, 2] m and z in [0, 4] m with the first frequency below one period.
+EGO3D_CENTER = (0.0, 0.0, 2.0)
+
+
+def patch_pixel_centres(image_size: int, patch_size: int, reso: int) -> torch.Tensor:
+    """(3, (image_size // step)**2) homogeneous pixel centres (u, v, 1) of the sub-patches, row-major,
+    with step = patch_size // reso (7 px for SigLIP's 14 px patches and reso 2)."""
+    step = patch_size // reso
+    coords = torch.arange(0, image_size, step, dtype=torch.float32) + step / 2
+    v, u = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
+
+
+def backproject_patches(
+    depth: torch.Tensor, intrinsics: torch.Tensor, patch_size: int, reso: int
+) -> torch.Tensor:
+    """3D points per patch: depth (B, 1, H, W) metres, intrinsics (B, 3, 3) in pixels of that map
+    -> (B, (H/p)*(W/p), 3*reso**2), points ordered (row, col) inside the patch, then (x, y, z)."""
+    if depth.ndim != 4 or depth.shape[1] != 1:
+        raise ValueError(f"depth must be (B, 1, H, W), found {tuple(depth.shape)}")
+    b, _, h, w = depth.shape
+    if h != w or h % patch_size:
+        raise ValueError(f"depth must be square with a side divisible by {patch_size}, found {h}x{w}")
+    if intrinsics.shape != (b, 3, 3):
+        raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
+    hp = h // patch_size
+    sub = F.interpolate(depth.float(), size=(hp * reso, hp * reso), mode="area").reshape(b, 1, -1)
+    uv1 = patch_pixel_centres(h, patch_size, reso).to(depth.device)
+    rays = torch.linalg.inv(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
+    points = rays * sub  # (B, 3, n)
+    points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)
+    return points.reshape(b, hp * hp, 3 * reso * reso)
+
+
+class Ego3DPositionEmbedding(nn.Module):
+    """Sinusoidal encoding of patch 3D points followed by Linear-LayerNorm-ReLU-Linear.
+    Parameter names match the official `position_embedding_3d` module."""
+
+    def __init__(self, in_channels: int, num_pos_feats: int, n_freqs: int = 8) -> None:
+        super().__init__()
+        if in_channels % 3:
+            raise ValueError(f"in_channels must hold whole (x, y, z) points, found {in_channels}")
+        self.n_freqs = n_freqs
+        self.register_buffer(
+            "freq_bands", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer("center", torch.tensor(EGO3D_CENTER).repeat(in_channels // 3), persistent=False)
+        self.position_embedding_head = nn.Sequential(
+            nn.Linear(in_channels * (2 * n_freqs + 1), num_pos_feats),
+            nn.LayerNorm(num_pos_feats),
+            nn.ReLU(),
+            nn.Linear(num_pos_feats, num_pos_feats),
+        )
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p, gain=0.01)  # small, so a fresh encoder barely moves SigLIP
+
+    def frequency_encoding(self, xyz: torch.Tensor) -> torch.Tensor:
+        """(B, N, M) points -> (B, N, M * (2F + 1)): per coordinate [c, sin(2^k c), cos(2^k c)]."""
+        c = (xyz.float() - self.center.float()) / 2.0
+        scaled = c.unsqueeze(-1) * self.freq_bands.float()
+        enc = torch.cat([c.unsqueeze(-1), torch.sin(scaled), torch.cos(scaled)], dim=-1)
+        return enc.reshape(*xyz.shape[:2], -1)
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        enc = self.frequency_encoding(xyz)
+        return self.position_embedding_head(enc.to(self.position_embedding_head[0].weight.dtype))

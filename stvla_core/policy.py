@@ -1,0 +1,216 @@
+"""The ST-VLA policy: trace pipeline + SpatialVLA model + action decoding.
+
+Closed loop (`reset`, then `step` per frame) keeps the rolling frame buffer inside the trace
+pipeline, feeds the newest frame's traced depth to the model in place of its own depth estimate,
+and executes action chunks as SpatialVLA does in SimplerEnv: the model is queried every step for
+a chunk of 4 actions and the actions predicted for the current step by the last 4 chunks are
+averaged with weights exp(-temp * age index), temp = -0.8 (newer chunks weigh more).
+
+`predict(episode, t)` is the stateless inspection path for the app: the chunk for step t with its
+token ids, per-token probabilities, top alternatives and decoded grid cells."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stvla_core.episodes import Episode
+from stvla_core.model.action_tokenizer import DecodedToken
+from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
+from stvla_core.model.processing_spatialvla import DEFAULT_UNNORM_KEY, SpatialVLAProcessor, check_rgb
+from stvla_core.model.tiny import processor_for, tiny_model
+from stvla_core.traces import VARIANTS, TraceConfig, TracedFrame, TracePipeline
+
+DEPTH_MODES = ("traced", *VARIANTS, "raw", "model")  # traced = the trace config's variant
+
+
+@dataclass
+class PolicyConfig:
+    unnorm_key: str = DEFAULT_UNNORM_KEY
+    depth: str = "traced"  # one of DEPTH_MODES; "model" is plain SpatialVLA (its own ZoeDepth)
+    action_ensemble: bool = True
+    ensemble_temp: float = -0.8  # SimplerEnv's SpatialVLA setting
+    constrain_tokens: bool = True  # argmax over the action tokens valid at each position
+    top_k: int = 5
+    trace: TraceConfig = field(default_factory=TraceConfig)
+
+    def validate(self) -> None:
+        if self.depth not in DEPTH_MODES:
+            raise ValueError(f"depth mode {self.depth!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
+        self.trace.validate()
+
+
+class ActionEnsembler:
+    """Temporal ensembling of overlapping action chunks (Octo / SimplerEnv)."""
+
+    def __init__(self, horizon: int, temp: float) -> None:
+        self.temp = temp
+        self.history: deque[np.ndarray] = deque(maxlen=horizon)
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        """chunk (k, 7) predicted now -> (7,) action for now."""
+        self.history.append(chunk)
+        n = len(self.history)
+        # the chunk predicted i steps ago holds the current step at position i
+        preds = np.stack([c[n - 1 - j] for j, c in enumerate(self.history)])
+        w = np.exp(-self.temp * np.arange(n))
+        return (w[:, None] * preds).sum(0) / w.sum()
+
+
+@dataclass
+class Prediction:
+    """One model query and everything needed to inspect it."""
+
+    index: int  # step t
+    action: np.ndarray  # (7,) float32 to execute (ensembled in closed loop, else chunk[0])
+    chunk: np.ndarray  # (k, 7) float32 predicted actions, dataset units
+    normalized: np.ndarray  # (k, 7) float32 in [-1, 1]
+    token_ids: np.ndarray  # (3k,) int64
+    token_probs: np.ndarray  # (3k,) float32, full-vocabulary probability of each token
+    topk_ids: np.ndarray  # (3k, K) int64
+    topk_probs: np.ndarray  # (3k, K) float32
+    tokens: list[list[DecodedToken]]  # per action: translation, rotation, gripper cells
+    depth: np.ndarray | None  # (S, S) float32 metres the Ego3D encoder saw
+    depth_source: str  # "traced:C", "raw", "model", ...
+    traced: TracedFrame | None = None
+
+
+class Policy:
+    def __init__(
+        self,
+        model: SpatialVLAForConditionalGeneration,
+        processor: SpatialVLAProcessor,
+        config: PolicyConfig | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.config = config or PolicyConfig()
+        self.config.validate()
+        self.pipeline = TracePipeline(self.config.trace) if self.config.depth != "model" else None
+        self.ensembler = ActionEnsembler(processor.action_chunk_size, self.config.ensemble_temp)
+        self.instruction: str | None = None
+        self.intrinsics: np.ndarray | None = None
+        self.last: Prediction | None = None
+        self._t = 0
+
+    @classmethod
+    def tiny(cls, config: PolicyConfig | None = None, seed: int = 0) -> Policy:
+        """The untrained tiny model with the shipped processor files: runs anywhere, instantly."""
+        model = tiny_model(seed)
+        return cls(model, processor_for(model), config)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        config: PolicyConfig | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Policy:
+        from stvla_core.model.modeling_spatialvla import resolve_checkpoint
+
+        root = resolve_checkpoint(path_or_id)
+        model = SpatialVLAForConditionalGeneration.from_pretrained(root, device, dtype)
+        return cls(model, processor_for(model, root), config)
+
+    # -- closed loop ------------------------------------------------------------------------
+    def reset(self, instruction: str, intrinsics: np.ndarray | None = None) -> None:
+        """Start an episode. `intrinsics` (3, 3) are in pixels of the frames that `step` will get;
+        None takes the checkpoint's default camera (see SpatialVLAProcessor.default_intrinsics)."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"instruction: expected a non-empty string, found {instruction!r}")
+        self.instruction = instruction
+        self.intrinsics = intrinsics
+        self.ensembler.reset()
+        if self.pipeline is not None:
+            self.pipeline.reset()
+        self.last = None
+        self._t = 0
+
+    def step(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 frame (and its (H, W) float32 depth in metres, when the trace pipeline's
+        depth source needs it) -> (7,) float32 action: dx, dy, dz, droll, dpitch, dyaw in dataset
+        units and the gripper in [0, 1] (> 0.5 open). `self.last` holds the full Prediction."""
+        if self.instruction is None:
+            raise RuntimeError("call reset(instruction) before step()")
+        check_rgb(rgb, "rgb")
+        frame = None
+        if self.pipeline is not None:
+            frame = self.pipeline.push(rgb, depth)
+        pred = self._infer(rgb, frame, self.instruction, self.intrinsics, self.config.depth, self._t)
+        if self.config.action_ensemble:
+            pred.action = self.ensembler(pred.chunk).astype(np.float32)
+        self.last = pred
+        self._t += 1
+        return pred.action
+
+    # -- inspection -------------------------------------------------------------------------
+    def predict(self, episode: Episode, t: int, depth: str | None = None) -> Prediction:
+        """The model's prediction at step t of an episode (no ensembling: action = chunk[0]).
+        `depth` overrides the configured depth mode (e.g. "A", "raw", "model") for comparison."""
+        mode = depth or self.config.depth
+        if mode not in DEPTH_MODES:
+            raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
+        frame = None
+        if mode != "model":
+            pipe = self.pipeline or TracePipeline(self.config.trace)
+            self.pipeline = pipe
+            frame = pipe.at(episode, t)
+        return self._infer(episode.frames[t], frame, episode.instruction, episode.intrinsics, mode, t)
+
+    # -- shared -----------------------------------------------------------------------------
+    def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:
+        if mode == "model" or frame is None:
+            return None, "model"
+        if mode == "raw":
+            return frame.depth, "raw"
+        variant = frame.variant if mode == "traced" else mode
+        return frame.traced[variant], f"traced:{variant}"
+
+    @torch.no_grad()
+    def _infer(
+        self,
+        rgb: np.ndarray,
+        frame: TracedFrame | None,
+        instruction: str,
+        intrinsics: np.ndarray | None,
+        mode: str,
+        t: int,
+    ) -> Prediction:
+        depth, source = self._depth_for(frame, mode)
+        c = self.config
+        inputs = self.processor(rgb, instruction, depth, intrinsics, c.unnorm_key).to(self.model.device)
+        k = self.processor.action_chunk_size
+        gen = self.model.generate(
+            inputs.input_ids,
+            inputs.pixel_values,
+            inputs.intrinsics,
+            inputs.depth,
+            num_tokens=3 * k,
+            allowed=self.processor.action_tokenizer.ranges() if c.constrain_tokens else None,
+            top_k=c.top_k,
+        )
+        ids = gen.token_ids[0].cpu().numpy()
+        decoded = self.processor.decode_actions(ids, c.unnorm_key)
+        seen = gen.visual.depth
+        return Prediction(
+            index=t,
+            action=decoded.actions[0].copy(),
+            chunk=decoded.actions,
+            normalized=decoded.normalized,
+            token_ids=ids.astype(np.int64),
+            token_probs=gen.probs[0].float().cpu().numpy(),
+            topk_ids=gen.topk_ids[0].cpu().numpy().astype(np.int64),
+            topk_probs=gen.topk_probs[0].float().cpu().numpy(),
+            tokens=decoded.tokens,
+            depth=None if seen is None else seen[0, 0].float().cpu().numpy(),
+            depth_source=source,
+            traced=frame,
+        )
