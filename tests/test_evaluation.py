@@ -276,3 +276,17 @@ def test_mapped_deltas_move_the_panda_gripper_by_the_same_metres():
         np.testing.assert_allclose(moved, [0, 0, -0.05], atol=0.005)
     finally:
         env.close()
+
+
+@pytest.mark.sim
+@requires_vulkan
+def test_closed_loop_as_a_job_writes_results_into_the_job_folder(tmp_path):
+    m = JobManager(tmp_path / "jobs")
+    config = {"tasks": ["PushCube-v1"], "episodes_per_task": 2, "max_steps": 3, "record_video": False}
+    job = m.wait(m.submit("evaluate_closed_loop", config).id, timeout=120)
+    assert job.state == "succeeded", m.log(job.id)
+    result = m.result(job.id)
+    assert result["summary"]["PushCube-v1"] == {"episodes": 2, "success_rate": 0.0, "mean_length": 3.0}
+    assert result["results"] == "results.json"
+    assert [e["seed"] for e in load_results(job.dir)["episodes"]] == [0, 1]
+    assert "PushCube-v1: success 0% over 2 episode(s)" in m.log(job.id)

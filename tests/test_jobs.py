@@ -213,6 +213,32 @@ def test_restart_adopts_a_job_whose_process_still_runs(tmp_path):
     assert job.state == SUCCEEDED and restarted.result(job_id)["steps"] == 8
 
 
+def test_queued_jobs_start_after_a_restart_and_the_table_lists_them(tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    queued = store.create("sleep", {"steps": 1, "seconds": 0.0})  # queued by an app that then died
+    m = JobManager(tmp_path / "jobs")
+    assert m.wait(queued.id, timeout=30).state == SUCCEEDED
+    table = m.table()
+    assert table.columns.tolist() == [
+        "id",
+        "kind",
+        "state",
+        "progress",
+        "message",
+        "runner",
+        "created",
+        "seconds",
+        "error",
+    ]
+    assert table.iloc[0][["id", "kind", "state", "progress", "runner"]].tolist() == [
+        queued.id,
+        "sleep",
+        "succeeded",
+        100.0,
+        "local",
+    ]
+
+
 def test_atomic_directory_never_leaves_a_partial_checkpoint(tmp_path):
     target = tmp_path / "checkpoint"
     with atomic_directory(target) as d:

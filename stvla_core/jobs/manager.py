@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from stvla_core.jobs.kinds import get_kind
 from stvla_core.jobs.runner import RUNNERS, JobRunner
 from stvla_core.jobs.store import CANCELLED, QUEUED, RUNNING, Job, JobStore, append_log
+
+TABLE_COLUMNS = ["id", "kind", "state", "progress", "message", "runner", "created", "seconds", "error"]
 
 
 class JobManager:
@@ -82,6 +87,24 @@ class JobManager:
 
     def result(self, job_id: str) -> dict[str, Any]:
         return self.store.read_result(job_id)
+
+    def table(self, states: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """One row per job, newest first, for a jobs table in the UI."""
+        rows = [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "state": j.state,
+                "progress": round(100 * j.progress, 1),
+                "message": j.message,
+                "runner": j.runner,
+                "created": datetime.fromtimestamp(j.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": None if j.duration is None else round(j.duration, 1),
+                "error": j.error,
+            }
+            for j in self.store.list(states)
+        ]
+        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
     # -- scheduling -------------------------------------------------------------------------
     def poll(self) -> None:
