@@ -234,6 +234,21 @@ def vulkan_problem() -> str | None:
 requires_vulkan = pytest.mark.skipif(vulkan_problem() is not None, reason=str(vulkan_problem()))
 
 
+class _RecordingPolicy:
+    """Stands still and records what the evaluation hands it (reset with intrinsics, like ST-VLA)."""
+
+    def __init__(self):
+        self.instructions, self.intrinsics, self.seen = [], [], []
+
+    def reset(self, instruction, intrinsics=None):
+        self.instructions.append(instruction)
+        self.intrinsics.append(intrinsics)
+
+    def step(self, rgb, depth):
+        self.seen.append((rgb.shape, rgb.dtype, depth.shape, depth.dtype))
+        return np.float32([0, 0, 0, 0, 0, 0, 1])
+
+
 @pytest.mark.sim
 @requires_vulkan
 def test_closed_loop_panda_run_writes_results_and_video(tmp_path):
@@ -241,7 +256,12 @@ def test_closed_loop_panda_run_writes_results_and_video(tmp_path):
 
     config = ClosedLoopConfig(tasks=["PickCube-v1"], episodes_per_task=1, max_steps=10, run_name="smoke")
     progress = []
-    results = evaluate_closed_loop(config, tmp_path, progress=lambda f, m: progress.append((f, m)))
+    policy = _RecordingPolicy()
+    results = evaluate_closed_loop(config, tmp_path, policy, progress=lambda f, m: progress.append((f, m)))
+    assert policy.instructions == [TASKS["PickCube-v1"].instruction]
+    k = policy.intrinsics[0]
+    assert k.shape == (3, 3) and k.dtype == np.float32 and k[0, 2] == pytest.approx(112, abs=1)
+    assert len(policy.seen) == 10 and policy.seen[0] == ((224, 224, 3), np.uint8, (224, 224), np.float32)
     assert progress == [(1.0, "PickCube-v1 episode 1/1")]
     ep = results["episodes"][0]
     assert ep["length"] == 10 and ep["success"] is False and ep["seed"] == 0

@@ -24,6 +24,7 @@ estimates depth itself, as on the real robot."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -243,6 +244,18 @@ def observation(obs: dict, camera: str) -> tuple[np.ndarray, np.ndarray | None]:
     return rgb, np.maximum(depth, 0.0)
 
 
+def camera_intrinsics(obs: dict, camera: str) -> np.ndarray:
+    """(3, 3) float32 pinhole matrix of env 0's camera, in pixels of its images."""
+    return _numpy(obs["sensor_param"][camera]["intrinsic_cv"])[0].astype(np.float32)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _numpy(x: Any) -> np.ndarray:
     return x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
 
@@ -290,7 +303,10 @@ def run_episode(
     instruction = spec.instruction or env.unwrapped.get_language_instruction()
     if not isinstance(instruction, str):  # one per parallel env
         instruction = instruction[0]
-    policy.reset(instruction)
+    if _accepts(policy.reset, "intrinsics"):  # e.g. ST-VLA's Ego3D encoding back-projects depth
+        policy.reset(instruction, intrinsics=camera_intrinsics(obs, spec.camera))
+    else:
+        policy.reset(instruction)
     rgb, depth = observation(obs, spec.camera)
     if frames is not None:
         frames.append(rgb)
