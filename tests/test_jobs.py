@@ -284,8 +284,16 @@ def test_ray_runner_without_ray_says_how_to_install(tmp_path, monkeypatch):
     importlib.util.find_spec("ray") is None or not os.environ.get("RAY_ADDRESS"),
     reason="needs the ray package and a cluster in RAY_ADDRESS sharing this file system",
 )
-def test_ray_runner_runs_a_job_on_the_cluster(tmp_path):
-    m = JobManager(tmp_path / "jobs", default_runner="ray")
-    job = m.wait(m.submit("sleep", {"steps": 2, "seconds": 0.0}).id, timeout=300)
+def test_ray_runner_runs_fails_and_cancels_jobs_on_the_cluster(tmp_path):
+    m = JobManager(tmp_path / "jobs", default_runner="ray", max_concurrent=3)
+    ok = m.submit("sleep", {"steps": 2, "seconds": 0.0})
+    bad = m.submit("sleep", {"steps": 2, "seconds": 0.0, "fail_at": 1})
+    long = m.submit("sleep", LONG)
+    job = m.wait(ok.id, timeout=300)
     assert job.state == SUCCEEDED and job.runner_ref == f"stvla-{job.id}"
-    assert m.result(job.id) == {"steps": 2, "message": "sleeping"}
+    assert m.result(ok.id) == {"steps": 2, "message": "sleeping"}
+    assert "sleeping: step 2 of 2" in m.log(ok.id)  # the worker's output reaches the job log
+    assert m.wait(bad.id, timeout=300).error == "RuntimeError: failing at step 1 as configured (fail_at=1)"
+    wait_progress(m.store, long.id)
+    assert m.cancel(long.id).state == CANCELLED
+    wait_until(lambda: "cancelled (SIGTERM)" in m.log(long.id), what="the Ray worker to stop")

@@ -177,7 +177,7 @@ class RayRunner:
 
     def start(self, job: Job, store: JobStore) -> None:
         submission_id = f"stvla-{job.id}"
-        entrypoint = shlex.join(worker_command(job.id, store.root, self.python))
+        entrypoint = shlex.join([*worker_command(job.id, store.root, self.python), "--log-to-job"])
         self.client.submit_job(
             entrypoint=entrypoint,
             submission_id=submission_id,

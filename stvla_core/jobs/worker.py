@@ -16,7 +16,7 @@ import traceback
 
 from stvla_core.jobs.files import atomic_write_json
 from stvla_core.jobs.kinds import JobContext, get_kind
-from stvla_core.jobs.store import CANCELLED, FAILED, RESULT_NAME, RUNNING, SUCCEEDED, JobStore
+from stvla_core.jobs.store import CANCELLED, FAILED, LOG_NAME, RESULT_NAME, RUNNING, SUCCEEDED, JobStore
 
 
 class Cancelled(BaseException):
@@ -66,7 +66,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("job_id")
     parser.add_argument("--store", required=True, help="folder of the job store")
+    parser.add_argument(
+        "--log-to-job",
+        action="store_true",
+        help="append stdout/stderr to the job's log.txt (runners that do not redirect them, e.g. Ray)",
+    )
     args = parser.parse_args(argv)
+    store = JobStore(args.store)
+    if args.log_to_job:
+        fd = os.open(store.job_dir(args.job_id) / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stdout,
@@ -74,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
-    store = JobStore(args.store)
     try:
         return run_job(args.job_id, store)
     finally:
