@@ -86,6 +86,8 @@ def test_replay_of_the_recorded_actions_has_zero_error_and_max_steps():
     assert errors.groupby("episode").size().to_dict() == {"a": 8 * 7, "b": 5 * 7}
     again = action_errors(make_policy("random", seed=3), eps, policy_name="random")
     pd.testing.assert_frame_equal(errors, again)
+    twice = action_errors(make_policy("zero"), [eps[1], eps[1]])
+    assert twice.groupby("episode").size().to_dict() == {"b": 5 * 7, "b#2": 5 * 7}
 
 
 class _BadPolicy:
@@ -310,3 +312,37 @@ def test_closed_loop_as_a_job_writes_results_into_the_job_folder(tmp_path):
     assert result["results"] == "results.json"
     assert [e["seed"] for e in load_results(job.dir)["episodes"]] == [0, 1]
     assert "PushCube-v1: success 0% over 2 episode(s)" in m.log(job.id)
+
+
+def _has_episode_files() -> bool:
+    import stvla_core.episodes as episodes
+
+    return hasattr(episodes, "load_episode") and hasattr(episodes, "save_episode")
+
+
+@pytest.mark.skipif(
+    not _has_episode_files(), reason="episode loaders (load_episode/save_episode) not in the tree yet"
+)
+def test_offline_evaluation_job_on_saved_episodes(tmp_path):
+    import plotly.io
+
+    from stvla_core.episodes import save_episode
+
+    paths = []
+    for name, t in (("a", 6), ("b", 4)):
+        paths.append(str(tmp_path / f"{name}.npz"))
+        save_episode(translating_episode(t=t, dx=2.0, name=name), paths[-1])
+    (tmp_path / "broken.npz").write_bytes(b"not an episode")
+    m = JobManager(tmp_path / "jobs")
+    job = m.wait(m.submit("evaluate_offline", {"episodes": paths, "policy": "zero"}).id, timeout=60)
+    assert job.state == "succeeded", m.log(job.id)
+    result = m.result(job.id)
+    assert result["episodes"] == ["a", "b"] and result["steps"] == 10
+    assert result["mae"]["dx"] == pytest.approx(0.02) and result["mae"]["gripper"] == pytest.approx(1.0)
+    errors = pd.read_csv(job.dir / "errors.csv")
+    assert len(errors) == 10 * 7
+    fig = plotly.io.from_json((job.dir / "error_per_step.plotly.json").read_text())
+    assert len(fig.data) == 7
+    broken = m.wait(m.submit("evaluate_offline", {"episodes": [str(tmp_path / "broken.npz")]}).id, timeout=60)
+    assert broken.state == FAILED and broken.error
+    assert m.result(job.id) == result  # the earlier job is untouched

@@ -58,7 +58,7 @@ def action_errors(
             raise ValueError(f"episode {ep.name!r} has no recorded actions to compare the policy with")
     total = sum(min(ep.num_frames, max_steps or ep.num_frames) for ep in episodes)
     blocks, done = [], 0
-    for ep in episodes:
+    for ep, name in zip(episodes, _unique_names([ep.name for ep in episodes]), strict=True):
         n = min(ep.num_frames, max_steps or ep.num_frames)
         policy.reset(ep.instruction)
         predicted = np.empty((n, len(ACTION_NAMES)), np.float32)
@@ -72,7 +72,7 @@ def action_errors(
         blocks.append(
             pd.DataFrame(
                 {
-                    "episode": ep.name,
+                    "episode": name,
                     "step": np.repeat(np.arange(n), len(ACTION_NAMES)),
                     "dim": np.tile(ACTION_NAMES, n),
                     "predicted": predicted.ravel(),
@@ -85,6 +85,16 @@ def action_errors(
     df["error"] = df["predicted"] - df["target"]
     df["abs_error"] = df["error"].abs()
     return df[list(ERROR_COLUMNS)]
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Episode names as table keys; repeated names get "#2", "#3", ... so rows never merge."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
 
 
 def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
