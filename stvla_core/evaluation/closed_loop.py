@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -314,7 +315,10 @@ def run_episode(
     steps = 0
     for steps in range(1, max_steps + 1):
         action = check_action(policy.step(rgb, depth), policy_name, steps - 1)
-        obs, _, terminated, truncated, info = env.step(mapping(action))
+        with warnings.catch_warnings():
+            # ManiSkill 3.0.1 calls np.isnan on a torch tensor each step (NumPy 2 deprecation noise)
+            warnings.filterwarnings("ignore", "__array_wrap__ must accept context", DeprecationWarning)
+            obs, _, terminated, truncated, info = env.step(mapping(action))
         rgb, depth = observation(obs, spec.camera)
         if frames is not None:
             frames.append(rgb)
