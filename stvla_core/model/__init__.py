@@ -8,7 +8,7 @@ from stvla_core.model.action_tokenizer import (
     DecodedToken,
     SpatialActionTokenizer,
 )
-from stvla_core.model.configuration_spatialvla import SpatialVLAConfig, spatialvla_4b, tiny
+from stvla_core.model.configuration_spatialvla import SpatialVLAConfig, spatialvla_4b, tiny_config
 from stvla_core.model.ego3d import Ego3DPositionEmbedding, backproject_patches
 from stvla_core.model.modeling_spatialvla import (
     Generation,
@@ -37,7 +37,7 @@ __all__ = [
     "processor_for",
     "resolve_checkpoint",
     "spatialvla_4b",
-    "tiny",
+    "tiny_config",
     "tiny_model",
     "tiny_processor",
 ]

@@ -2,7 +2,7 @@
 `config.json` (hub id IPEC-COMMUNITY/spatialvla-4b-224-pt) with transformers' own sub-configs for
 the three backbones (SigLIP vision tower, Gemma2 language model, ZoeDepth depth model).
 
-`spatialvla_4b()` holds the published values; `tiny()` a 2-layer, 32-wide model of the same layout
+`spatialvla_4b()` holds the published values; `tiny_config()` a 2-layer, 32-wide model of the same layout
 that builds and steps on a CPU in well under a second (tests, the app's embedded default)."""
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def spatialvla_4b() -> SpatialVLAConfig:
     )
 
 
-def tiny(hidden: int = 32, layers: int = 2, text_vocab: int = 259) -> SpatialVLAConfig:
+def tiny_config(hidden: int = 32, layers: int = 2, text_vocab: int = 259) -> SpatialVLAConfig:
     """A model of the official layout with small widths: 224x224 input (256 image tokens, the
     real Ego3D grid), the full 8194-token action grid, a byte-level text vocabulary of
     `text_vocab` tokens (pad, eos, bos + 256 bytes) and a 4-layer 32-wide ZoeDepth."""

@@ -22,7 +22,7 @@ def tiny_model(seed: int = 0, device: str | torch.device = "cpu") -> SpatialVLAF
     init is 100x smaller, so that training starts from SigLIP) so that depth visibly changes the
     untrained model's tokens."""
     model = SpatialVLAForConditionalGeneration.build(
-        configuration_spatialvla.tiny(), device, torch.float32, seed=seed
+        configuration_spatialvla.tiny_config(), device, torch.float32, seed=seed
     )
     with torch.no_grad():
         for p in model.position_embedding_3d.parameters():
@@ -42,7 +42,7 @@ def processor_for(
 
 
 def tiny_processor() -> SpatialVLAProcessor:
-    cfg = configuration_spatialvla.tiny()
+    cfg = configuration_spatialvla.tiny_config()
     return SpatialVLAProcessor.from_pretrained(
         TINY_ASSETS, cfg.image_token_index, cfg.action_token_begin_idx, cfg.image_size, cfg.num_image_tokens
     )

@@ -1,0 +1,212 @@
+"""The SpatialVLA network: official key layout, the traced-depth input, save/load, generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stvla_core.model import (
+    SpatialVLAConfig,
+    SpatialVLAForConditionalGeneration,
+    processor_for,
+    spatialvla_4b,
+    tiny_config,
+    tiny_model,
+)
+from stvla_core.model.modeling_spatialvla import LOCAL_TO_OFFICIAL, OFFICIAL_TO_LOCAL, _rename
+
+DATA = Path(__file__).parent / "data"
+
+
+def official_keys(size: str) -> dict[str, list[int]]:
+    return json.loads((DATA / f"spatialvla_official_keys_{size}.json").read_text())["keys"]
+
+
+@pytest.fixture(scope="module")
+def model() -> SpatialVLAForConditionalGeneration:
+    return tiny_model(0)
+
+
+@pytest.fixture(scope="module")
+def inputs(model: SpatialVLAForConditionalGeneration):
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((224, 224, 3)) * 255).astype(np.uint8)
+    depth = np.linspace(0.4, 2.5, 224 * 224, dtype=np.float32).reshape(224, 224)
+    return processor_for(model)(rgb, "put the carrot on the plate", depth=depth)
+
+
+def test_full_size_layout_is_the_official_checkpoint() -> None:
+    with torch.device("meta"):
+        m = SpatialVLAForConditionalGeneration(spatialvla_4b())
+    mine = {k: list(v.shape) for k, v in m.official_state_dict().items()}
+    expected = official_keys("full")
+    assert sorted(set(expected) - set(mine)) == []
+    assert sorted(set(mine) - set(expected)) == []
+    assert {k: v for k, v in mine.items() if expected[k] != v} == {}
+    assert mine["language_model.model.embed_tokens.weight"] == [265347, 2304]
+    assert mine["position_embedding_3d.position_embedding_head.0.weight"] == [1152, 204]
+    assert mine["spatial_embed_tokens.weight"] == [8194, 2304]
+    assert sum(np.prod(v) for v in mine.values()) == 4_027_854_731
+
+
+def test_tiny_layout_is_the_official_code_at_tiny_size(model: SpatialVLAForConditionalGeneration) -> None:
+    mine = {k: list(v.shape) for k, v in model.official_state_dict().items()}
+    assert mine == official_keys("tiny")
+
+
+def test_published_config_values() -> None:
+    c = spatialvla_4b()
+    d = c.to_dict()
+    assert (d["image_token_index"], d["action_token_begin_idx"], d["spatial_token_num"]) == (
+        257152,
+        257153,
+        8194,
+    )
+    assert (d["_vocab_size"], d["ego3d_patch_reso"], d["n_freqs"], d["projection_dim"]) == (
+        265347,
+        2,
+        8,
+        2304,
+    )
+    assert c.num_image_tokens == 256
+    assert SpatialVLAConfig.from_dict(d).to_dict() == d
+
+
+def test_key_renaming_round_trips() -> None:
+    for key in official_keys("tiny"):
+        assert _rename(_rename(key, OFFICIAL_TO_LOCAL), LOCAL_TO_OFFICIAL) == key
+    assert (
+        _rename(
+            "vision_zoe_model.backbone.encoder.layer.3.attention.attention.query.weight", OFFICIAL_TO_LOCAL
+        )
+        == "vision_zoe_model.backbone.beit.layers.3.attention.q_proj.weight"
+    )
+    assert (
+        _rename("vision_zoe_model.backbone.encoder.layer.0.output.dense.bias", OFFICIAL_TO_LOCAL)
+        == "vision_zoe_model.backbone.beit.layers.0.mlp.fc2.bias"
+    )
+
+
+def test_strict_loading_of_an_official_state_dict(model: SpatialVLAForConditionalGeneration) -> None:
+    g = torch.Generator().manual_seed(1)
+    official = {k: torch.randn(*v, generator=g) for k, v in official_keys("tiny").items()}
+    fresh = tiny_model(5)
+    fresh.load_official_state_dict(official)
+    local = fresh.state_dict()
+    torch.testing.assert_close(
+        local["vision_zoe_model.backbone.beit.layers.2.attention.q_proj.weight"],
+        official["vision_zoe_model.backbone.encoder.layer.2.attention.attention.query.weight"],
+    )
+    torch.testing.assert_close(
+        local["vision_tower.encoder.layers.1.mlp.fc1.weight"],
+        official["vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight"],
+    )
+    torch.testing.assert_close(local["spatial_embed_tokens.weight"], official["spatial_embed_tokens.weight"])
+
+    missing = dict(official)
+    missing.pop("multi_modal_projector.linear.bias")
+    with pytest.raises(ValueError, match=r"1 missing \(e.g. \['multi_modal_projector.linear.bias'\]\)"):
+        fresh.load_official_state_dict(missing)
+    extra = {**official, "vision_tower.vision_model.head.probe": torch.zeros(1)}
+    with pytest.raises(ValueError, match="1 unexpected"):
+        fresh.load_official_state_dict(extra)
+    wrong = {**official, "spatial_embed_tokens.weight": torch.zeros(3, 3)}
+    with pytest.raises(ValueError, match=r"spatial_embed_tokens.weight \(3, 3\) \(expected \(8194, 32\)\)"):
+        fresh.load_official_state_dict(wrong)
+
+
+def test_traced_depth_changes_ego3d_and_logits_not_the_rgb_path(model, inputs) -> None:
+    other = inputs.depth * 0.5 + 0.3
+    with torch.no_grad():
+        la, va = model(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        lb, vb = model(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, other)
+    assert va.depth_source == vb.depth_source == "given"
+    torch.testing.assert_close(va.siglip, vb.siglip, rtol=0, atol=0)  # E_O untouched
+    assert not torch.allclose(va.ego3d, vb.ego3d)
+    assert not torch.allclose(va.features, vb.features)
+    assert not torch.allclose(la[:, -1], lb[:, -1])
+    # E_V = E_O + E_D: the projected features are exactly the projection of their sum
+    expected = model.multi_modal_projector(va.siglip + va.ego3d) / model.config.text_config.hidden_size**0.5
+    torch.testing.assert_close(va.features, expected)
+
+
+def test_without_depth_the_model_uses_its_own_zoedepth(model, inputs) -> None:
+    with torch.no_grad():
+        own = model.visual_embedding(inputs.pixel_values, inputs.intrinsics)
+        zoe = model.estimate_depth(inputs.pixel_values)
+        given = model.visual_embedding(inputs.pixel_values, inputs.intrinsics, zoe)
+    assert own.depth_source == "zoedepth" and zoe.shape == (1, 1, 224, 224)
+    torch.testing.assert_close(own.features, given.features)
+
+
+def test_bad_model_inputs(model, inputs) -> None:
+    with pytest.raises(
+        ValueError, match=r"pixel_values: expected \(B, 3, 224, 224\), found \(1, 3, 112, 112\)"
+    ):
+        model.visual_embedding(torch.zeros(1, 3, 112, 112), inputs.intrinsics)
+    with pytest.raises(
+        ValueError, match=r"depth: expected \(1, 1, 224, 224\) to match the images, found \(1, 1, 112, 112\)"
+    ):
+        model.visual_embedding(inputs.pixel_values, inputs.intrinsics, torch.ones(1, 1, 112, 112))
+    with pytest.raises(ValueError, match="intrinsics"):
+        model.visual_embedding(inputs.pixel_values, None, inputs.depth)
+    with pytest.raises(ValueError, match="255 image tokens, the images give 256"):
+        model(inputs.input_ids[:, 1:], inputs.pixel_values, inputs.intrinsics, inputs.depth)
+
+
+def test_generation_uses_the_cache_consistently(model, inputs) -> None:
+    ranges = processor_for(model).action_tokenizer.ranges()
+    with torch.no_grad():
+        logits, _ = model(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        gen = model.generate(
+            inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth, 12, ranges
+        )
+        free = model.generate(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth, 1)
+    first = logits[0, -1]
+    assert int(free.token_ids[0, 0]) == int(first.argmax())
+    lo, hi = ranges[0]
+    assert int(gen.token_ids[0, 0]) == int(first[lo:hi].argmax()) + lo
+    torch.testing.assert_close(gen.probs[0, 0], first.float().softmax(-1)[gen.token_ids[0, 0]])
+    for i, tok_id in enumerate(gen.token_ids[0].tolist()):
+        lo, hi = ranges[i % 3]
+        assert lo <= tok_id < hi
+    assert gen.topk_probs.shape == (1, 12, 5)
+    assert torch.all(gen.topk_probs[..., :-1] >= gen.topk_probs[..., 1:])
+
+
+def test_save_and_load_give_identical_outputs(model, inputs, tmp_path: Path) -> None:
+    model.save_pretrained(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == sorted(official_keys("tiny"))
+    loaded = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path, device="cpu")
+    assert loaded.dtype == torch.float32
+    assert loaded.config.to_dict() == model.config.to_dict()
+    with torch.no_grad():
+        la, _ = model(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        lb, _ = loaded(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        za, _ = model(inputs.input_ids, inputs.pixel_values, inputs.intrinsics)
+        zb, _ = loaded(inputs.input_ids, inputs.pixel_values, inputs.intrinsics)
+    torch.testing.assert_close(la, lb, rtol=0, atol=0)
+    torch.testing.assert_close(za, zb, rtol=0, atol=0)
+
+
+def test_same_seed_same_weights() -> None:
+    a, b = tiny_model(3).state_dict(), tiny_model(3).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(
+        a["spatial_embed_tokens.weight"], tiny_model(4).state_dict()["spatial_embed_tokens.weight"]
+    )
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a folder nor a hub id"):
+        SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "nope" / "deeper")
+    tiny_config().to_json_file(tmp_path / "config.json")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        SpatialVLAForConditionalGeneration.from_pretrained(tmp_path)
