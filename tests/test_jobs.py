@@ -239,6 +239,27 @@ def test_queued_jobs_start_after_a_restart_and_the_table_lists_them(tmp_path):
     ]
 
 
+def test_recover_fails_claimed_jobs_that_never_got_a_process(tmp_path):
+    store = JobStore(tmp_path)
+    job = store.create("sleep", {"steps": 1})
+    assert store.claim(job.id)  # a manager claimed it and died before starting the worker
+    assert store.recover() == []  # within the start grace: the manager may still be starting it
+    [failed] = store.recover(start_grace_s=0.0)
+    assert failed.state == FAILED and "it never started a process" in failed.error
+
+
+def test_worker_started_by_hand_on_a_finished_job_does_nothing(tmp_path):
+    from stvla_core.jobs.worker import run_job
+
+    store = JobStore(tmp_path)
+    job = store.create("sleep", {"steps": 1, "seconds": 0.0})
+    assert run_job(job.id, store) == 0  # queued: the worker claims and runs it
+    assert store.get(job.id).state == SUCCEEDED and store.read_result(job.id)["steps"] == 1
+    finished_at = store.get(job.id).finished_at
+    assert run_job(job.id, store) == 0
+    assert store.get(job.id).finished_at == finished_at
+
+
 def test_atomic_directory_never_leaves_a_partial_checkpoint(tmp_path):
     target = tmp_path / "checkpoint"
     with atomic_directory(target) as d:

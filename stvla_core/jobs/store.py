@@ -300,14 +300,17 @@ class JobStore:
             append_log(self.job_dir(job_id) / LOG_NAME, f"job {state}{reason}")
         return moved
 
-    def recover(self) -> list[Job]:
+    def recover(self, start_grace_s: float = 60.0) -> list[Job]:
         """After a restart: every running job whose process is gone is marked failed, with the
         reason in its log. Jobs whose process still runs are left running (their worker keeps
-        reporting and finishes them). Jobs of other runners (Ray) are left to their runner.
+        reporting and finishes them). Jobs of other runners (Ray) are left to their runner, and
+        jobs claimed less than `start_grace_s` ago without a pid yet to the manager starting them.
         Returns the jobs marked failed."""
         failed = []
         for job in self.list(states=(RUNNING,)):
             if job.runner != "local" or process_alive(job.pid, job.pid_start):
+                continue
+            if job.pid is None and time.time() - (job.started_at or 0.0) < start_grace_s:
                 continue
             who = f"its process (pid {job.pid})" if job.pid else "it never started a process"
             reason = f"found running after a restart, but {who} is gone without reporting a result"

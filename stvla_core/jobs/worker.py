@@ -16,7 +16,16 @@ import traceback
 
 from stvla_core.jobs.files import atomic_write_json
 from stvla_core.jobs.kinds import JobContext, get_kind
-from stvla_core.jobs.store import CANCELLED, FAILED, LOG_NAME, RESULT_NAME, RUNNING, SUCCEEDED, JobStore
+from stvla_core.jobs.store import (
+    CANCELLED,
+    FAILED,
+    LOG_NAME,
+    QUEUED,
+    RESULT_NAME,
+    RUNNING,
+    SUCCEEDED,
+    JobStore,
+)
 
 
 class Cancelled(BaseException):
@@ -32,11 +41,12 @@ def run_job(job_id: str, store: JobStore) -> int:
     """Runs one job in this process; returns the process exit code."""
     job = store.get(job_id)
     log = logging.getLogger(f"stvla.job.{job_id}")
-    if job.state == CANCELLED:
-        log.info("job %s was cancelled before it started", job_id)
-        return 0
-    if job.state != RUNNING:  # runners claim the job before starting us; Ray may start us directly
+    if job.state == QUEUED:  # runners claim the job before starting us; started by hand, we claim it
         store.claim(job_id)
+        job = store.get(job_id)
+    if job.state != RUNNING:
+        log.info("job %s is %s; nothing to run", job_id, job.state)
+        return 0
     store.set_process(job_id, os.getpid(), store.get(job_id).runner_ref)
     log.info("worker pid %d running %s job %s", os.getpid(), job.kind, job_id)
     started = time.time()
