@@ -92,7 +92,10 @@ def test_failing_job_records_error_and_traceback(manager):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"stepz": 2}, "unknown config field(s) stepz; expected some of steps, seconds, fail_at, message"),
+        (
+            {"stepz": 2},
+            "unknown config field(s) stepz; expected some of steps, seconds, fail_at, message, ignore_sigterm",
+        ),
         ({"steps": "many"}, "field 'steps' expected int, found 'many'"),
         ({"steps": True}, "field 'steps' expected int, found True"),
         ({"steps": 0}, "steps: expected >= 1, found 0"),
@@ -139,6 +142,17 @@ def test_cancel_running_job_terminates_its_process(manager):
     assert job.state == CANCELLED and job.error == "cancelled by the user" and job.result == ""
     assert "cancelled (SIGTERM)" in manager.log(job.id)
     assert manager.cancel(job.id).state == CANCELLED  # cancelling again changes nothing
+
+
+def test_cancel_falls_back_to_sigkill_for_a_job_deaf_to_sigterm(tmp_path):
+    m = JobManager(tmp_path / "jobs", runner_options={"local": {"grace_s": 0.5}})
+    job = m.submit("sleep", {**LONG, "ignore_sigterm": True})
+    running = wait_progress(m.store, job.id)
+    m.cancel(job.id)
+    m.runner("local").wait(job.id, timeout=10)
+    assert not process_alive(running.pid)
+    assert m.get(job.id).state == CANCELLED
+    assert "no exit 0.5 s after SIGTERM; sending SIGKILL" in m.log(job.id)
 
 
 def test_kill_9_of_a_job_marks_it_failed_and_keeps_earlier_jobs(manager):

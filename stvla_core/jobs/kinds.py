@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import signal
 import time
 import types
 import typing
@@ -135,12 +136,14 @@ def _type_name(tp: Any) -> str:
 # -- a kind for testing the job system itself -----------------------------------------------
 @dataclass
 class SleepConfig:
-    """`steps` steps of `seconds` each, reporting progress; `fail_at` raises at that step."""
+    """`steps` steps of `seconds` each, reporting progress; `fail_at` raises at that step;
+    `ignore_sigterm` makes it deaf to cancel's SIGTERM (a stuck job, for the SIGKILL fallback)."""
 
     steps: int = 3
     seconds: float = 0.1
     fail_at: int | None = None
     message: str = "sleeping"
+    ignore_sigterm: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -150,6 +153,8 @@ class SleepConfig:
 
 
 def run_sleep(config: SleepConfig, ctx: JobContext) -> dict[str, Any]:
+    if config.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for i in range(config.steps):
         if config.fail_at == i:
             raise RuntimeError(f"failing at step {i} as configured (fail_at={config.fail_at})")
