@@ -111,3 +111,23 @@ def test_save_and_load_processor_files(proc: SpatialVLAProcessor, tmp_path: Path
     assert back.prompt_ids("a") == proc.prompt_ids("a")
     with pytest.raises(FileNotFoundError, match="no processor_config.json"):
         SpatialVLAProcessor.from_pretrained(tmp_path / "empty", 259, 260)
+
+
+def test_checkpoint_tokenizer_path(proc: SpatialVLAProcessor, tmp_path: Path) -> None:
+    """A folder without the tiny marker loads its transformers tokenizer, as the real checkpoint."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "pick": 3, "up": 4, "<unk>": 5}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.save_pretrained(str(tmp_path))
+    config = {k: v for k, v in proc.config.items() if k != "text_tokenizer"}
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    loaded = SpatialVLAProcessor.from_pretrained(tmp_path, image_token_id=6, action_token_begin_idx=7)
+    assert loaded.prompt_ids("pick up") == [6] * 256 + [2, 3, 4]

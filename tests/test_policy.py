@@ -138,3 +138,17 @@ def test_bad_use_is_a_clear_error(policy: Policy) -> None:
         PolicyConfig(depth="D").validate()
     with pytest.raises(ValueError, match="depth mode 'x' unknown"):
         policy.predict(translating_episode(t=2, h=64, w=80), 1, depth="x")
+
+
+def test_from_pretrained_folder_acts_like_the_original(tmp_path: Path) -> None:
+    original = Policy.tiny(PolicyConfig(trace=TraceConfig(buffer=4)))
+    original.model.save_pretrained(tmp_path)
+    original.processor.save_pretrained(tmp_path)
+    loaded = Policy.from_pretrained(tmp_path, PolicyConfig(trace=TraceConfig(buffer=4)), device="cpu")
+    ep = translating_episode(t=3, h=64, w=80)
+    for pol in (original, loaded):
+        pol.reset(ep.instruction)
+    for t in range(3):
+        np.testing.assert_array_equal(
+            original.step(ep.frames[t], ep.depth[t]), loaded.step(ep.frames[t], ep.depth[t])
+        )

@@ -70,13 +70,14 @@ class Ego3DPositionEmbedding(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p, gain=0.01)  # small, so a fresh encoder barely moves SigLIP
 
-    def frequency_encoding(self, xyz: torch.Tensor) -> torch.Tensor:
-        """(B, N, M) points -> (B, N, M * (2F + 1)): per coordinate [c, sin(2^k c), cos(2^k c)]."""
-        c = (xyz.float() - self.center.float()) / 2.0
-        scaled = c.unsqueeze(-1) * self.freq_bands.float()
+    def frequency_encoding(self, xyz: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, N, M) points -> (B, N, M * (2F + 1)): per coordinate [c, sin(2^k c), cos(2^k c)],
+        computed in `dtype` (the official model computes it in the model's dtype, bf16 on a GPU)."""
+        c = ((xyz.float() - self.center.float()) / 2.0).to(dtype)
+        scaled = c.unsqueeze(-1) * self.freq_bands.to(dtype)
         enc = torch.cat([c.unsqueeze(-1), torch.sin(scaled), torch.cos(scaled)], dim=-1)
         return enc.reshape(*xyz.shape[:2], -1)
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
-        enc = self.frequency_encoding(xyz)
-        return self.position_embedding_head(enc.to(self.position_embedding_head[0].weight.dtype))
+        dtype = self.position_embedding_head[0].weight.dtype
+        return self.position_embedding_head(self.frequency_encoding(xyz, dtype))
