@@ -332,3 +332,16 @@ def test_ray_runner_runs_fails_and_cancels_jobs_on_the_cluster(tmp_path):
     wait_progress(m.store, long.id)
     assert m.cancel(long.id).state == CANCELLED
     wait_until(lambda: "cancelled (SIGTERM)" in m.log(long.id), what="the Ray worker to stop")
+
+
+def test_command_line_submits_follows_and_lists(tmp_path):
+    from stvla_core.jobs.__main__ import main
+
+    store = str(tmp_path / "jobs")
+    assert (
+        main(["--store", store, "submit", "sleep", "--config", '{"steps": 2, "seconds": 0.0}', "--wait"]) == 0
+    )
+    assert main(["--store", store, "submit", "sleep", "--config", '{"steps": 0}']) == 2
+    assert main(["--store", store, "log", "nope"]) == 2
+    [job] = JobStore(store).list()
+    assert job.state == SUCCEEDED and job.config == {"steps": 2, "seconds": 0.0}

@@ -219,7 +219,7 @@ class JobStore:
         return self._con().execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
 
     def read_log(self, job_id: str, tail_chars: int | None = None) -> str:
-        path = self.job_dir(job_id) / LOG_NAME
+        path = self.get(job_id).log_path
         if not path.exists():
             return ""
         text = path.read_text(encoding="utf-8", errors="replace")
