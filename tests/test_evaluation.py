@@ -33,7 +33,7 @@ from stvla_core.evaluation import (
 )
 from stvla_core.evaluation.closed_loop import TASKS, missing_assets
 from stvla_core.evaluation.offline import OfflineConfig
-from stvla_core.evaluation.results import ResultsError, write_results
+from stvla_core.evaluation.results import ResultsError, plot_success, write_results
 from stvla_core.jobs import FAILED, JobConfigError, JobManager
 from stvla_core.jobs.kinds import config_from_dict
 
@@ -170,6 +170,12 @@ def test_compare_runs_gives_success_rates_per_task_and_average(tmp_path):
     md = to_markdown(table)
     assert "| a | stvla | C | 30 | ckpt-1000 | 50.0 | 0.0 | 25.0 |" in md
     assert "| b | stvla | A | 10 |  | 100.0 | - | 100.0 |" in md
+    fig = plot_success(table)
+    assert [t.name for t in fig.data] == [
+        "a (stvla, variant C, buffer 30, ckpt-1000)",
+        "b (stvla, variant A, buffer 10)",
+    ]
+    assert list(fig.data[0].x) == ["PickCube-v1", "PushCube-v1"] and list(fig.data[0].y) == [50.0, 0.0]
     csv = pd.read_csv(tmp_path / "a" / "results.csv")
     assert csv["success"].tolist() == [True, False, False] and len(csv.columns) == 9
     with pytest.raises(ResultsError, match="no results.json in .*nothing"):

@@ -21,7 +21,13 @@ from stvla_core.evaluation.offline import (
     plot_error_per_step,
 )
 from stvla_core.evaluation.policies import POLICIES, Policy, PolicyOutputError, make_policy
-from stvla_core.evaluation.results import compare_runs, load_results, to_markdown
+from stvla_core.evaluation.results import (
+    compare_runs,
+    episodes_table,
+    load_results,
+    plot_success,
+    to_markdown,
+)
 
 __all__ = [
     "BRIDGE_TASKS",
@@ -37,6 +43,7 @@ __all__ = [
     "action_errors",
     "check_task_assets",
     "compare_runs",
+    "episodes_table",
     "error_by_step",
     "error_summary",
     "evaluate_closed_loop",
@@ -45,5 +52,6 @@ __all__ = [
     "plot_actions",
     "plot_error_per_dim",
     "plot_error_per_step",
+    "plot_success",
     "to_markdown",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from stvla_core.jobs.files import atomic_write_json, atomic_write_text
 
@@ -100,6 +101,23 @@ def compare_runs(runs: Sequence[dict[str, Any] | str | Path]) -> pd.DataFrame:
     table["average"] = table[tasks].mean(axis=1)
     table.columns.name = None
     return table
+
+
+def run_label(index: tuple[str, ...]) -> str:
+    """ "run (policy, variant C, buffer 30, ckpt)" from a `compare_runs` row index."""
+    run, policy, variant, buffer, checkpoint = index
+    parts = [policy] + [f"variant {variant}"] * bool(variant) + [f"buffer {buffer}"] * bool(buffer)
+    return f"{run} ({', '.join(parts + [checkpoint] * bool(checkpoint))})"
+
+
+def plot_success(table: pd.DataFrame, title: str = "Success rate per task") -> go.Figure:
+    """Grouped bars of a `compare_runs` table: tasks on x, one bar per run."""
+    tasks = [c for c in table.columns if c != "average"]
+    fig = go.Figure(
+        [go.Bar(name=run_label(idx), x=tasks, y=row[tasks].tolist()) for idx, row in table.iterrows()]
+    )
+    fig.update_layout(barmode="group", title=title, yaxis_title="success rate (%)", yaxis_range=[0, 100])
+    return fig
 
 
 def _label(v: Any) -> str:
