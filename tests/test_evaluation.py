@@ -183,6 +183,12 @@ def test_compare_runs_gives_success_rates_per_task_and_average(tmp_path):
 
 
 # -- closed loop -----------------------------------------------------------------------------
+def test_default_step_limits_are_the_registered_ones():
+    from stvla_core.evaluation.closed_loop import default_step_limit
+
+    assert default_step_limit("PickCube-v1") == 50 and default_step_limit("PutCarrotOnPlateInScene-v1") == 60
+
+
 def test_closed_loop_config_errors():
     with pytest.raises(JobConfigError, match="unknown task 'PickCub-v1'; expected one of PickCube-v1"):
         config_from_dict(ClosedLoopConfig, {"tasks": ["PickCub-v1"]})

@@ -166,7 +166,8 @@ class ActionMapping:
 @dataclass
 class ClosedLoopConfig:
     """One evaluation run. `variant`, `buffer`, `checkpoint` label the run in comparison tables
-    (taken from `policy_kwargs` when left empty). `max_steps` None: the task's own limit."""
+        (taken from `policy_kwargs` when left empty). `max_steps` replaces the task's own step limit
+    (PickCube-v1: 50; Bridge tasks: 60) when given."""
 
     tasks: list[str] = field(default_factory=lambda: ["PickCube-v1"])
     policy: str = "zero"
@@ -232,7 +233,15 @@ def make_env(spec: TaskSpec, config: ClosedLoopConfig) -> Any:
         control_mode=spec.control_mode,
         sensor_configs={"width": size, "height": size},
         render_backend=config.render_backend,
+        **({"max_episode_steps": config.max_steps} if config.max_steps else {}),
     )
+
+
+def default_step_limit(task: str) -> int:
+    """The step limit ManiSkill registers for the task (its TimeLimit truncates there)."""
+    from mani_skill.utils.registration import REGISTERED_ENVS
+
+    return int(REGISTERED_ENVS[task].max_episode_steps)
 
 
 def observation(obs: dict, camera: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -261,9 +270,9 @@ def _numpy(x: Any) -> np.ndarray:
     return x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
 
 
-def _flag(info: dict, key: str) -> bool:
-    v = info.get(key, False)
-    return bool(_numpy(v).reshape(-1)[0]) if not isinstance(v, bool) else v
+def _first_bool(v: Any) -> bool:
+    """Env 0's value of a flag that ManiSkill returns as a (num_envs,) tensor."""
+    return bool(_numpy(v).reshape(-1)[0])
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
@@ -273,16 +282,20 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial.mp4")
     h, w = frames[0].shape[:2]
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
-        stream.width, stream.height = w - w % 2, h - h % 2
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            frame = av.VideoFrame.from_ndarray(
-                np.ascontiguousarray(f[: h - h % 2, : w - w % 2]), format="rgb24"
-            )
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    try:
+        with av.open(str(tmp), mode="w") as container:
+            stream = container.add_stream("libx264", rate=int(round(fps)))
+            stream.width, stream.height = w - w % 2, h - h % 2  # yuv420p needs even sizes
+            stream.pix_fmt = "yuv420p"
+            for f in frames:
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(f[: h - h % 2, : w - w % 2]), format="rgb24"
+                )
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
 
@@ -322,9 +335,9 @@ def run_episode(
         rgb, depth = observation(obs, spec.camera)
         if frames is not None:
             frames.append(rgb)
-        success_at_end = _flag(info, "success")
+        success_at_end = _first_bool(info.get("success", False))
         success = success or success_at_end
-        if _flag({"t": terminated}, "t") or _flag({"t": truncated}, "t"):
+        if _first_bool(terminated) or _first_bool(truncated):
             break
     return instruction, success, success_at_end, steps
 
@@ -350,7 +363,7 @@ def evaluate_closed_loop(
         env = make_env(spec, config)
         try:
             mapping = ActionMapping.from_env(env, config.action_scale)
-            limit = config.max_steps or int(env.spec.max_episode_steps or 100)
+            limit = config.max_steps or default_step_limit(task)
             fps = float(getattr(env.unwrapped, "control_freq", 20))
             for k in range(config.episodes_per_task):
                 seed = config.seed + k
