@@ -61,3 +61,14 @@ def test_frequency_encoding_layout() -> None:
     f = 2.0 ** np.arange(8)
     np.testing.assert_allclose(e[0, 1, 0], np.concatenate([[1.0], np.sin(f), np.cos(f)]), atol=1e-6)
     assert enc(xyz).shape == (1, 2, 16)
+
+
+def test_bf16_grid_rounds_centres_as_the_official_bf16_model() -> None:
+    depth = torch.ones(1, 1, 224, 224)
+    k = torch.eye(3)[None]
+    fp32 = backproject_patches(depth, k, 14, 2)
+    bf16 = backproject_patches(depth, k, 14, 2, grid_dtype=torch.bfloat16)
+    # the last sub-patch centre is (220.5, 220.5) px; bf16 holds it as 220
+    assert fp32[0, -1, -3:].tolist() == [220.5, 220.5, 1.0]
+    assert bf16[0, -1, -3:].tolist() == [220.0, 220.0, 1.0]
+    assert fp32.dtype == bf16.dtype == torch.float32

@@ -27,10 +27,17 @@ def patch_pixel_centres(image_size: int, patch_size: int, reso: int) -> torch.Te
 
 
 def backproject_patches(
-    depth: torch.Tensor, intrinsics: torch.Tensor, patch_size: int, reso: int
+    depth: torch.Tensor,
+    intrinsics: torch.Tensor,
+    patch_size: int,
+    reso: int,
+    grid_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """3D points per patch: depth (B, 1, H, W) metres, intrinsics (B, 3, 3) in pixels of that map
-    -> (B, (H/p)*(W/p), 3*reso**2), points ordered (row, col) inside the patch, then (x, y, z)."""
+    -> (B, (H/p)*(W/p), 3*reso**2), points ordered (row, col) inside the patch, then (x, y, z).
+
+    The official model holds the pixel centres in its own dtype: in bf16, centres past 128 px
+    round to whole pixels (220.5 -> 220). `grid_dtype` reproduces that; points stay float32."""
     if depth.ndim != 4 or depth.shape[1] != 1:
         raise ValueError(f"depth must be (B, 1, H, W), found {tuple(depth.shape)}")
     b, _, h, w = depth.shape
@@ -40,7 +47,7 @@ def backproject_patches(
         raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
     hp = h // patch_size
     sub = F.interpolate(depth.float(), size=(hp * reso, hp * reso), mode="area").reshape(b, 1, -1)
-    uv1 = patch_pixel_centres(h, patch_size, reso).to(depth.device)
+    uv1 = patch_pixel_centres(h, patch_size, reso).to(depth.device, grid_dtype).float()
     rays = torch.linalg.inv(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
     points = rays * sub  # (B, 3, n)
     points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)

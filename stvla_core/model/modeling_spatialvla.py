@@ -203,7 +203,7 @@ class SpatialVLAForConditionalGeneration(nn.Module):
                 depth, source = depth.float(), "given"
             with torch.no_grad():
                 points = backproject_patches(
-                    depth, intrinsics.to(depth.device), cfg.patch_size, cfg.ego3d_patch_reso
+                    depth, intrinsics.to(depth.device), cfg.patch_size, cfg.ego3d_patch_reso, self.dtype
                 )
             ego3d = self.position_embedding_3d(points)
             siglip_plus = siglip + ego3d
