@@ -149,10 +149,12 @@ class RayRunner:
     """Submits `python -m stvla_core.jobs.worker JOB_ID --store ROOT` as a Ray Job.
 
     The worker writes progress and state into the same store, so the store folder must be on a
-    file system the cluster's nodes share with the app (e.g. NFS mounted at the same path; on a
-    single-machine cluster that is automatic). When the worker never got to report (the Ray job
-    failed to start, or the store is not shared), `check` copies Ray's status and logs into the
-    store. Install with `pip install "ray[default]"`; the address comes from the argument or
+    file system the cluster's nodes share with the app, at the same path. On a single-machine
+    cluster that is automatic (tested with Ray 2.60); across machines it means SQLite over a
+    network file system, which SQLite's WAL mode does not support, so keep multi-node use to
+    clusters whose job drivers run on the head node beside the store. When the worker never got
+    to report (the Ray job failed to start, or the store is not visible), `check` copies Ray's
+    status and logs into the store. Install with `pip install "ray[default]"`; the address comes from the argument or
     `RAY_ADDRESS` (e.g. http://head-node:8265)."""
 
     name = "ray"
