@@ -146,20 +146,27 @@ _RAY_TERMINAL = {"FAILED": FAILED, "STOPPED": CANCELLED}
 
 @RUNNERS.register("ray")
 class RayRunner:
-    """Submits `python -m stvla_core.jobs.worker JOB_ID --store ROOT` as a Ray Job.
+    """Submits `python -m stvla_core.jobs.worker JOB_ID --store ROOT --log-to-job` as a Ray Job.
 
-    The worker writes progress and state into the same store, so the store folder must be on a
-    file system the cluster's nodes share with the app, at the same path. On a single-machine
-    cluster that is automatic (tested with Ray 2.60); across machines it means SQLite over a
-    network file system, which SQLite's WAL mode does not support, so keep multi-node use to
-    clusters whose job drivers run on the head node beside the store. When the worker never got
-    to report (the Ray job failed to start, or the store is not visible), `check` copies Ray's
-    status and logs into the store. Install with `pip install "ray[default]"`; the address comes from the argument or
+    The worker writes progress, state and its log into the same store, so the store folder must
+    be visible to the worker at the same path. Ray runs job entrypoints on the head node by
+    default, so a store on the head node works as is (tested with a local Ray 2.60 cluster).
+    `num_gpus`/`num_cpus` reserve resources for the worker, which lets Ray place it on another
+    node; the store must then be on a shared file system, and SQLite's WAL mode does not support
+    network file systems, so prefer the head node. When the worker never got to report (the Ray
+    job failed to start, or the store is not visible), `check` copies Ray's status and logs into
+    the store. Install with `pip install "ray[default]"`; the address comes from the argument or
     `RAY_ADDRESS` (e.g. http://head-node:8265)."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, python: str = "python") -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        python: str = "python",
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+    ) -> None:
         address = address or os.environ.get("RAY_ADDRESS")
         if not address:
             raise RunnerUnavailableError(
@@ -175,6 +182,11 @@ class RayRunner:
             ) from None
         self.address = address
         self.python = python
+        # Reserving resources for the entrypoint lets Ray place the worker on a node that has them
+        # (e.g. a GPU node for fine-tuning) instead of the head node.
+        self.resources = {
+            k: v for k, v in (("entrypoint_num_cpus", num_cpus), ("entrypoint_num_gpus", num_gpus)) if v
+        }
         self.client = JobSubmissionClient(address)
 
     def start(self, job: Job, store: JobStore) -> None:
@@ -185,6 +197,7 @@ class RayRunner:
             submission_id=submission_id,
             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}},
             metadata={"stvla_job": job.id, "kind": job.kind},
+            **self.resources,
         )
         store.set_process(job.id, None, runner_ref=submission_id)
         append_log(job.log_path, f"submitted to Ray at {self.address} as {submission_id}")
