@@ -79,6 +79,7 @@ class Prediction:
     tokens: list[list[DecodedToken]]  # per action: translation, rotation, gripper cells
     depth: np.ndarray | None  # (S, S) float32 metres the Ego3D encoder saw
     depth_source: str  # "traced:C", "raw", "model", ...
+    ego3d_norm: np.ndarray | None  # (P, P) float32 L2 norm of the Ego3D embedding E_D per patch
     traced: TracedFrame | None = None
 
 
@@ -199,7 +200,8 @@ class Policy:
         )
         ids = gen.token_ids[0].cpu().numpy()
         decoded = self.processor.decode_actions(ids, c.unnorm_key)
-        seen = gen.visual.depth
+        seen, ego3d = gen.visual.depth, gen.visual.ego3d
+        side = self.model.config.image_size // self.model.config.patch_size
         return Prediction(
             index=t,
             action=decoded.actions[0].copy(),
@@ -212,5 +214,8 @@ class Policy:
             tokens=decoded.tokens,
             depth=None if seen is None else seen[0, 0].float().cpu().numpy(),
             depth_source=source,
+            ego3d_norm=None
+            if ego3d is None
+            else ego3d[0].float().norm(dim=-1).reshape(side, side).cpu().numpy(),
             traced=frame,
         )

@@ -204,9 +204,12 @@ def test_same_seed_same_weights() -> None:
     )
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+def test_missing_checkpoint_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # no network in tests
     with pytest.raises(FileNotFoundError, match="neither a folder nor a hub id"):
         SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "nope" / "deeper")
+    with pytest.raises(FileNotFoundError, match="hf download no-such-owner/no-such-model --local-dir DIR"):
+        SpatialVLAForConditionalGeneration.from_pretrained("no-such-owner/no-such-model")
     tiny_config().to_json_file(tmp_path / "config.json")
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         SpatialVLAForConditionalGeneration.from_pretrained(tmp_path)

@@ -100,6 +100,7 @@ def test_predict_returns_what_the_inspector_needs(policy: Policy) -> None:
     assert [t.kind for t in p.tokens[0]] == ["translation", "rotation", "gripper"]
     np.testing.assert_array_equal(p.action, p.chunk[0])
     assert p.depth_source == "traced:C" and p.traced is not None and p.traced.index == 6
+    assert p.ego3d_norm.shape == (16, 16) and np.all(p.ego3d_norm > 0)
     # other depth inputs for comparison: a variant, the untraced depth, the model's own ZoeDepth
     assert policy.predict(ep, 6, depth="A").depth_source == "traced:A"
     raw = policy.predict(ep, 6, depth="raw")

@@ -418,6 +418,13 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
         )
     from huggingface_hub import snapshot_download
 
-    return Path(
-        snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
-    )
+    try:
+        return Path(
+            snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+        )
+    except Exception as e:  # offline, unknown repo, gated: all end the same way for the user
+        raise FileNotFoundError(
+            f"checkpoint {str(path_or_id)!r} is not a local folder and could not be downloaded from the hub "
+            f"({type(e).__name__}: {e}). Give a local folder, or download it with internet: "
+            f"`hf download {path_or_id} --local-dir DIR`"
+        ) from None
