@@ -101,6 +101,34 @@ class _BadPolicy:
         return self.out
 
 
+class _RecordingPolicy:
+    """Stands still and records what the evaluation hands it (reset with intrinsics, like ST-VLA)."""
+
+    def __init__(self):
+        self.instructions, self.intrinsics, self.seen = [], [], []
+
+    def reset(self, instruction, intrinsics=None):
+        self.instructions.append(instruction)
+        self.intrinsics.append(intrinsics)
+
+    def step(self, rgb, depth):
+        self.seen.append(
+            (rgb.shape, rgb.dtype, *((None, None) if depth is None else (depth.shape, depth.dtype)))
+        )
+        return np.float32([0, 0, 0, 0, 0, 0, 1])
+
+
+def test_offline_passes_the_episode_intrinsics_to_policies_that_take_them():
+    k = np.float32([[50, 0, 40], [0, 50, 32], [0, 0, 1]])
+    ep = translating_episode(t=3).replace(intrinsics=k)
+    policy = _RecordingPolicy()
+    action_errors(policy, [ep, ep.replace(intrinsics=None)])
+    assert policy.intrinsics[0] is k and policy.intrinsics[1] is None
+    assert policy.seen[0] == ((64, 80, 3), np.uint8, (64, 80), np.float32) and len(policy.seen) == 6
+    action_errors(policy, [ep], use_depth=False)
+    assert policy.seen[-1][2] is None
+
+
 def test_bad_policy_output_and_missing_actions_are_named():
     ep = translating_episode(t=3)
     with pytest.raises(
@@ -246,21 +274,6 @@ def vulkan_problem() -> str | None:
 
 
 requires_vulkan = pytest.mark.skipif(vulkan_problem() is not None, reason=str(vulkan_problem()))
-
-
-class _RecordingPolicy:
-    """Stands still and records what the evaluation hands it (reset with intrinsics, like ST-VLA)."""
-
-    def __init__(self):
-        self.instructions, self.intrinsics, self.seen = [], [], []
-
-    def reset(self, instruction, intrinsics=None):
-        self.instructions.append(instruction)
-        self.intrinsics.append(intrinsics)
-
-    def step(self, rgb, depth):
-        self.seen.append((rgb.shape, rgb.dtype, depth.shape, depth.dtype))
-        return np.float32([0, 0, 0, 0, 0, 0, 1])
 
 
 @pytest.mark.sim

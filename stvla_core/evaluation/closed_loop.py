@@ -24,7 +24,6 @@ estimates depth itself, as on the real robot."""
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from stvla_core.evaluation.policies import POLICIES, Policy, check_action, make_policy
+from stvla_core.evaluation.policies import POLICIES, Policy, check_action, make_policy, reset_policy
 
 
 @dataclass(frozen=True)
@@ -259,13 +258,6 @@ def camera_intrinsics(obs: dict, camera: str) -> np.ndarray:
     return _numpy(obs["sensor_param"][camera]["intrinsic_cv"])[0].astype(np.float32)
 
 
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _numpy(x: Any) -> np.ndarray:
     return x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
 
@@ -317,10 +309,7 @@ def run_episode(
     instruction = spec.instruction or env.unwrapped.get_language_instruction()
     if not isinstance(instruction, str):  # one per parallel env
         instruction = instruction[0]
-    if _accepts(policy.reset, "intrinsics"):  # e.g. ST-VLA's Ego3D encoding back-projects depth
-        policy.reset(instruction, intrinsics=camera_intrinsics(obs, spec.camera))
-    else:
-        policy.reset(instruction)
+    reset_policy(policy, instruction, camera_intrinsics(obs, spec.camera))
     rgb, depth = observation(obs, spec.camera)
     if frames is not None:
         frames.append(rgb)

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from stvla_core.episodes import ACTION_NAMES, Episode
-from stvla_core.evaluation.policies import POLICIES, Policy, check_action
+from stvla_core.evaluation.policies import POLICIES, Policy, check_action, reset_policy
 
 ERROR_COLUMNS = ("episode", "step", "dim", "predicted", "target", "error", "abs_error")
 
@@ -60,7 +60,7 @@ def action_errors(
     blocks, done = [], 0
     for ep, name in zip(episodes, _unique_names([ep.name for ep in episodes]), strict=True):
         n = min(ep.num_frames, max_steps or ep.num_frames)
-        policy.reset(ep.instruction)
+        reset_policy(policy, ep.instruction, ep.intrinsics)
         predicted = np.empty((n, len(ACTION_NAMES)), np.float32)
         for t in range(n):
             depth = ep.depth[t] if use_depth and ep.depth is not None else None

@@ -7,6 +7,7 @@ step in the robot base frame, and gripper in [0, 1] with 1 = open (Bridge/Spatia
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -42,6 +43,19 @@ def check_action(action: object, policy: str, step: int) -> np.ndarray:
     if not np.isfinite(a).all():
         raise PolicyOutputError(f"policy {policy!r} at step {step}: action has NaN/inf values {a.tolist()}")
     return a
+
+
+def reset_policy(policy: Policy, instruction: str, intrinsics: np.ndarray | None = None) -> None:
+    """`policy.reset(instruction)`, also passing the camera intrinsics (3, 3) to policies whose
+    reset takes them (ST-VLA's Ego3D encoding back-projects depth with them)."""
+    try:
+        takes = "intrinsics" in inspect.signature(policy.reset).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes and intrinsics is not None:
+        policy.reset(instruction, intrinsics=intrinsics)
+    else:
+        policy.reset(instruction)
 
 
 @POLICIES.register("zero")
