@@ -289,7 +289,7 @@ def test_closed_loop_panda_run_writes_results_and_video(tmp_path):
     k = policy.intrinsics[0]
     assert k.shape == (3, 3) and k.dtype == np.float32 and k[0, 2] == pytest.approx(112, abs=1)
     assert len(policy.seen) == 10 and policy.seen[0] == ((224, 224, 3), np.uint8, (224, 224), np.float32)
-    assert progress == [(1.0, "PickCube-v1 episode 1/1")]
+    assert progress == [(1.0, "PickCube-v1 episode 1/1, step 10"), (1.0, "PickCube-v1 episode 1/1")]
     ep = results["episodes"][0]
     assert ep["length"] == 10 and ep["success"] is False and ep["seed"] == 0
     assert ep["instruction"] == TASKS["PickCube-v1"].instruction

@@ -302,9 +302,10 @@ def run_episode(
     max_steps: int,
     policy_name: str,
     frames: list[np.ndarray] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[str, bool, bool, int]:
     """One episode; returns (instruction, success, success_at_end, length). Appends the camera
-    frames the policy saw to `frames` when given."""
+    frames the policy saw to `frames` when given; calls `on_step(steps_done)` after each step."""
     obs, info = env.reset(seed=seed)
     instruction = spec.instruction or env.unwrapped.get_language_instruction()
     if not isinstance(instruction, str):  # one per parallel env
@@ -326,9 +327,25 @@ def run_episode(
             frames.append(rgb)
         success_at_end = _first_bool(info.get("success", False))
         success = success or success_at_end
+        if on_step is not None:
+            on_step(steps)
         if _first_bool(terminated) or _first_bool(truncated):
             break
     return instruction, success, success_at_end, steps
+
+
+def _step_reporter(
+    progress: Callable[[float, str], None] | None, episodes_done: int, total: int, limit: int, label: str
+) -> Callable[[int], None] | None:
+    """Progress within an episode, every 10 steps (each report is a write to the job store)."""
+    if progress is None:
+        return None
+
+    def on_step(t: int) -> None:
+        if t % 10 == 0:
+            progress((episodes_done + t / limit) / total, f"{label}, step {t}")
+
+    return on_step
 
 
 def evaluate_closed_loop(
@@ -357,6 +374,8 @@ def evaluate_closed_loop(
             for k in range(config.episodes_per_task):
                 seed = config.seed + k
                 frames: list[np.ndarray] | None = [] if config.record_video else None
+                label = f"{task} episode {k + 1}/{config.episodes_per_task}"
+                on_step = _step_reporter(progress, len(episodes), total, limit, label)
                 start = time.perf_counter()
                 instruction, success, at_end, length = run_episode(
                     env,
@@ -367,6 +386,7 @@ def evaluate_closed_loop(
                     max_steps=limit,
                     policy_name=config.policy,
                     frames=frames,
+                    on_step=on_step,
                 )
                 seconds = time.perf_counter() - start
                 video = ""
@@ -377,7 +397,7 @@ def evaluate_closed_loop(
                     EpisodeResult(task, k, seed, instruction, success, at_end, length, seconds, video)
                 )
                 if progress is not None:
-                    progress(len(episodes) / total, f"{task} episode {k + 1}/{config.episodes_per_task}")
+                    progress(len(episodes) / total, label)
         finally:
             env.close()
     results = {
