@@ -1,0 +1,94 @@
+"""The project's own episode file: a compressed numpy `.npz`, lossless.
+
+Entries: `format` = "stvla-episode", `format_version` = 1, and one entry per Episode field:
+arrays as themselves (frames, depth, segmentation, actions, intrinsics, extrinsics, gt_points,
+gt_visible), everything else (instruction, fps, name, source, segmentation_names, gt_point_names,
+metadata) in one JSON string entry `meta`. Written to a temporary file beside the target and
+renamed into place, so a crash never leaves a half-written episode. Loaded with pickle disabled."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from stvla_core.episodes.episode import Episode, EpisodeError
+from stvla_core.episodes.formats.registry import (
+    EpisodeFormat,
+    LoadLimits,
+    register_format,
+    register_save_suffixes,
+)
+
+FORMAT = "stvla-episode"
+VERSION = 1
+ARRAYS = ("frames", "depth", "segmentation", "actions", "intrinsics", "extrinsics", "gt_points", "gt_visible")
+
+
+def save_npz(episode: Episode, path: Path) -> None:
+    arrays = {k: getattr(episode, k) for k in ARRAYS if getattr(episode, k) is not None}
+    meta = {
+        "instruction": episode.instruction,
+        "fps": episode.fps,
+        "name": episode.name,
+        "source": episode.source,
+        "segmentation_names": {str(k): v for k, v in episode.segmentation_names.items()},
+        "gt_point_names": episode.gt_point_names,
+        "metadata": episode.metadata,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(
+            tmp,
+            format=np.array(FORMAT),
+            format_version=np.array(VERSION),
+            meta=np.array(json.dumps(meta)),
+            **arrays,
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: Path, limits: LoadLimits) -> Episode:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            if "format" not in names or str(z["format"]) != FORMAT:
+                raise EpisodeError(f"{str(path)!r} is an .npz file but not an episode (no format '{FORMAT}')")
+            version = int(z["format_version"])
+            if version > VERSION:
+                raise EpisodeError(
+                    f"{str(path)!r} has episode format version {version}; this tool reads up to {VERSION}"
+                )
+            frames_shape = z["frames"].shape if "frames" in names else None
+            if frames_shape and frames_shape[0] > limits.max_frames:
+                raise EpisodeError(
+                    f"{str(path)!r} holds {frames_shape[0]} frames, over the limit of {limits.max_frames}"
+                )
+            arrays = {k: z[k] for k in ARRAYS if k in names}
+            meta = json.loads(str(z["meta"]))
+    except EpisodeError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
+        raise EpisodeError(
+            f"{str(path)!r} is not a readable episode file (corrupt or truncated): {e}"
+        ) from None
+    if "frames" not in arrays:
+        raise EpisodeError(f"{str(path)!r} has no frames")
+    meta["segmentation_names"] = {int(k): v for k, v in meta.get("segmentation_names", {}).items()}
+    return Episode(**arrays, **meta)
+
+
+def _detect(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() == ".npz"
+
+
+register_format(EpisodeFormat("npz", _detect, load_npz, save_npz, "the project's own .npz episode file"))
+register_save_suffixes("npz", ".npz")

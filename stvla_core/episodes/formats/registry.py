@@ -1,0 +1,111 @@
+"""One registry of episode formats; `load_episode` picks the format from the path (suffix, file
+name, folder contents) unless one is named, and checks size limits before reading anything."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stvla_core.episodes.episode import Episode, EpisodeError
+from stvla_core.registry import Registry
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Refuse inputs larger than this before decoding them (an upload can be anything)."""
+
+    max_bytes: int = 2 * 1024**3
+    max_frames: int = 10_000
+
+
+@dataclass(frozen=True)
+class EpisodeFormat:
+    """name: registry key; detect(path) -> bool; load(path, limits, **options) -> Episode;
+    save(episode, path) or None when the format is read-only."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    load: Callable[..., Episode]
+    save: Callable[[Episode, Path], None] | None = None
+    description: str = ""
+
+
+EPISODE_FORMATS: Registry[EpisodeFormat] = Registry("episode format")
+_ORDER: list[str] = []  # detection order: specific formats before generic ones
+
+
+def register_format(fmt: EpisodeFormat) -> EpisodeFormat:
+    EPISODE_FORMATS.register(fmt.name)(lambda: fmt)
+    _ORDER.append(fmt.name)
+    return fmt
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise EpisodeError(f"episode file {str(p)!r} does not exist")
+    for name in _ORDER:
+        if EPISODE_FORMATS.create(name).detect(p):
+            return name
+    raise EpisodeError(
+        f"{str(p)!r} is not an episode format this tool reads; expected one of: "
+        + "; ".join(f"{n} ({EPISODE_FORMATS.create(n).description})" for n in _ORDER)
+    )
+
+
+def load_episode(
+    path: str | os.PathLike[str], format: str | None = None, limits: LoadLimits | None = None, **options: Any
+) -> Episode:
+    """Load one validated Episode. options go to the format (e.g. LeRobot's episode_index, camera)."""
+    p = Path(path)
+    limits = limits or LoadLimits()
+    name = format or detect_format(p)
+    fmt = EPISODE_FORMATS.create(name)
+    if not p.exists():
+        raise EpisodeError(f"episode file {str(p)!r} does not exist")
+    size = _size_of(p)
+    if size == 0:
+        raise EpisodeError(f"{str(p)!r} is empty")
+    if size > limits.max_bytes:
+        raise EpisodeError(f"{str(p)!r} is {size} bytes, over the limit of {limits.max_bytes} bytes")
+    episode = fmt.load(p, limits, **options)
+    if episode.num_frames > limits.max_frames:
+        raise EpisodeError(
+            f"{str(p)!r} holds {episode.num_frames} frames, over the limit of {limits.max_frames}"
+        )
+    return episode
+
+
+def save_episode(episode: Episode, path: str | os.PathLike[str], format: str | None = None) -> Path:
+    """Write an episode; the format comes from the suffix unless named. Atomic: a crash never
+    leaves a half-written file under `path`."""
+    p = Path(path)
+    name = format or next((n for n in _ORDER if EPISODE_FORMATS.create(n).save and _suffix_ok(n, p)), None)
+    if name is None:
+        raise EpisodeError(f"no episode format writes {p.suffix!r} files ({str(p)!r})")
+    fmt = EPISODE_FORMATS.create(name)
+    if fmt.save is None:
+        raise EpisodeError(f"episode format {name!r} is read-only")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fmt.save(episode, p)
+    return p
+
+
+_SAVE_SUFFIXES: dict[str, tuple[str, ...]] = {}
+
+
+def _suffix_ok(name: str, p: Path) -> bool:
+    return p.suffix.lower() in _SAVE_SUFFIXES.get(name, ())
+
+
+def register_save_suffixes(name: str, *suffixes: str) -> None:
+    _SAVE_SUFFIXES[name] = suffixes
