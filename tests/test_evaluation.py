@@ -160,6 +160,8 @@ def test_offline_config_refuses_missing_episodes_and_unknown_policy(tmp_path):
     (tmp_path / "e.npz").write_bytes(b"")
     with pytest.raises(JobConfigError, match="policy: expected one of random, replay, zero, found 'stlva'"):
         config_from_dict(OfflineConfig, {"episodes": [str(tmp_path / "e.npz")], "policy": "stlva"})
+    with pytest.raises(JobConfigError, match=r"field 'episodes' expected list\[str\], found \[1\]"):
+        config_from_dict(OfflineConfig, {"episodes": [1]})
     with pytest.raises(JobConfigError, match="at least one episode"):
         config_from_dict(OfflineConfig, {"episodes": []})
 

@@ -94,7 +94,9 @@ def _check_type(value: Any, tp: Any) -> bool:
     if tp in _SIMPLE:
         return isinstance(value, _SIMPLE[tp]) and not (tp is not bool and isinstance(value, bool))
     if origin in (list, tuple) or tp in (list, tuple):
-        return isinstance(value, (list, tuple))
+        args = typing.get_args(tp)
+        item = args[0] if args else None
+        return isinstance(value, (list, tuple)) and (item is None or all(_check_type(v, item) for v in value))
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     return True
@@ -130,7 +132,9 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> 
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_args(tp):  # list[str], int | None: their repr is the readable spelling
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", None) or str(tp)
 
 
 # -- a kind for testing the job system itself -----------------------------------------------
