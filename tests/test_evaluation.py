@@ -389,15 +389,6 @@ def test_closed_loop_as_a_job_writes_results_into_the_job_folder(tmp_path):
     assert "PushCube-v1: success 0% over 2 episode(s)" in m.log(job.id)
 
 
-def _has_episode_files() -> bool:
-    import stvla_core.episodes as episodes
-
-    return hasattr(episodes, "load_episode") and hasattr(episodes, "save_episode")
-
-
-@pytest.mark.skipif(
-    not _has_episode_files(), reason="episode loaders (load_episode/save_episode) not in the tree yet"
-)
 def test_offline_evaluation_job_on_saved_episodes(tmp_path):
     import plotly.io
 
@@ -418,6 +409,11 @@ def test_offline_evaluation_job_on_saved_episodes(tmp_path):
     assert len(errors) == 10 * 7
     fig = plotly.io.from_json((job.dir / "error_per_step.plotly.json").read_text())
     assert len(fig.data) == 7
+    replay = {"episodes": paths[:1], "policy": "replay", "policy_kwargs": {"episode": paths[0]}}
+    replayed = m.wait(m.submit("evaluate_offline", replay).id, timeout=60)
+    assert set(m.result(replayed.id)["mae"].values()) == {0.0}
     broken = m.wait(m.submit("evaluate_offline", {"episodes": [str(tmp_path / "broken.npz")]}).id, timeout=60)
-    assert broken.state == FAILED and broken.error
+    assert (
+        broken.state == FAILED and broken.error.startswith("EpisodeError: ") and "broken.npz" in broken.error
+    )
     assert m.result(job.id) == result  # the earlier job is untouched
