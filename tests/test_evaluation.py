@@ -417,3 +417,21 @@ def test_offline_evaluation_job_on_saved_episodes(tmp_path):
         broken.state == FAILED and broken.error.startswith("EpisodeError: ") and "broken.npz" in broken.error
     )
     assert m.result(job.id) == result  # the earlier job is untouched
+
+
+def test_stvla_policy_registered_and_runs_closed_loop_steps() -> None:
+    from stvla_core.evaluation.policies import POLICIES, check_action, make_policy, reset_policy
+
+    assert "stvla" in POLICIES
+    policy = make_policy("stvla", buffer=4, variant="A")
+    reset_policy(policy, "pick up the cube", np.array([[200, 0, 112], [0, 200, 112], [0, 0, 1]], np.float32))
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        a = check_action(
+            policy.step(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), np.ones((224, 224), np.float32)),
+            "stvla",
+            t,
+        )
+        assert 0.0 <= a[6] <= 1.0
+    with pytest.raises(ValueError, match="unknown variant 'Z'"):
+        make_policy("stvla", variant="Z")

@@ -142,8 +142,28 @@ def lazy(target: str) -> Callable[..., Policy]:
     return factory
 
 
-# The ST-VLA policy (stvla_core/policy.py) registers here with one line, e.g.
-# POLICIES.register("stvla")(lazy("stvla_core.policy:STVLAPolicy.from_pretrained"))
+@POLICIES.register("stvla")
+def make_stvla(
+    checkpoint: str = "tiny",
+    variant: str = "C",
+    buffer: int = 30,
+    tracker: str = "lk",
+    depth_source: str = "episode",
+    depth_mode: str = "traced",
+    seed: int = 0,
+) -> Policy:
+    """The ST-VLA policy from flat JSON settings: `checkpoint` a local folder or hub id of a
+    SpatialVLA checkpoint, or "tiny" (the untrained embedded default); the traced depth of
+    `variant` from a `buffer`-frame window; `depth_mode` "model" gives plain SpatialVLA."""
+    from stvla_core.policy import Policy as STVLAPolicy
+    from stvla_core.policy import PolicyConfig
+    from stvla_core.traces import TraceConfig
+
+    trace = TraceConfig(buffer=buffer, tracker=tracker, depth=depth_source, variant=variant)
+    config = PolicyConfig(depth=depth_mode, trace=trace)
+    if checkpoint == "tiny":
+        return STVLAPolicy.tiny(config, seed)
+    return STVLAPolicy.from_pretrained(checkpoint, config)
 
 
 def make_policy(name: str, **kwargs: object) -> Policy:
