@@ -99,3 +99,7 @@ def test_selection_samples_k_deterministically() -> None:
     assert len(a) == 5 and len(set(a)) == 5 and (np.diff(a) > 0).all()
     np.testing.assert_array_equal(a, select_active(tr, SelectionConfig(max_traces=5, seed=3)))
     assert not np.array_equal(a, select_active(tr, SelectionConfig(max_traces=5, seed=4)))
+
+
+def test_cotracker3_is_registered() -> None:
+    assert "cotracker3" in TRACKERS.names()
