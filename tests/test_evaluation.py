@@ -158,7 +158,9 @@ def test_offline_config_refuses_missing_episodes_and_unknown_policy(tmp_path):
     with pytest.raises(JobConfigError, match=r"1 file\(s\) do not exist: .*gone\.npz"):
         config_from_dict(OfflineConfig, {"episodes": [str(tmp_path / "gone.npz")]})
     (tmp_path / "e.npz").write_bytes(b"")
-    with pytest.raises(JobConfigError, match="policy: expected one of random, replay, stvla, zero, found 'stlva'"):
+    with pytest.raises(
+        JobConfigError, match="policy: expected one of random, replay, stvla, zero, found 'stlva'"
+    ):
         config_from_dict(OfflineConfig, {"episodes": [str(tmp_path / "e.npz")], "policy": "stlva"})
     with pytest.raises(JobConfigError, match=r"field 'episodes' expected list\[str\], found \[1\]"):
         config_from_dict(OfflineConfig, {"episodes": [1]})

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from conftest import translating_episode
+
 from stvla_core.episodes import save_episode
 from stvla_core.traces.__main__ import main
 
