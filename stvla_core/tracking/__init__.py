@@ -24,6 +24,7 @@ else:
             "use 'lk' (weight-free) or 'oracle' (ground truth)"
         )
 
+
 __all__ = [
     "TRACKERS",
     "Clip",
