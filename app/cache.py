@@ -1,0 +1,247 @@
+"""Per-episode, per-settings cache of everything the inspector shows for a step, filled by a
+background thread (with progress) so that moving the slider over a computed episode only reads
+memory. A step the thread has not reached yet is computed on demand and kept."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.panels import fit, legend, thumbnails
+from app.plots import actions_figure
+from stvla_core.episodes import Episode
+from stvla_core.policy import Policy, Prediction
+from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range
+from stvla_core.traces.quality import depth_quality, tracker_quality
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """The inspector controls that change what is computed (part of the cache key)."""
+
+    buffer: int = 30
+    tracker: str = "lk"
+    depth: str = "episode"
+    max_traces: int = 5
+    line_thickness: int = 2
+
+
+@dataclass
+class StepView:
+    """Everything shown for one step, as small display arrays."""
+
+    index: int
+    window: np.ndarray  # (b,) frame indices, oldest first
+    overlay: np.ndarray  # (h, w, 3) uint8 RGB frame with traces
+    depth: np.ndarray  # (h, w, 3) uint8 colourised depth of frame t
+    traced: dict[str, np.ndarray]  # variant -> (h, w, 3) uint8, same colour scale as depth
+    vmin: float  # metres, the shared colour scale
+    vmax: float
+    legend: np.ndarray  # (h', w', 3) uint8 colour bar with labels
+    tracked: int  # points tracked
+    active: int  # traces kept and drawn
+    action: np.ndarray  # (7,) float32 predicted action for step t (chunk[0])
+    tokens: pd.DataFrame  # one row per generated action token
+    depth_source: str
+
+
+def token_table(pred: Prediction) -> pd.DataFrame:
+    """One row per generated token: which action of the chunk, its kind, grid cell, id,
+    probability and the top alternatives."""
+    rows = []
+    for i, tid in enumerate(pred.token_ids):
+        k, j = divmod(i, 3)
+        tok = pred.tokens[k][j]
+        alts = ", ".join(
+            f"{int(a)}:{p:.3f}" for a, p in zip(pred.topk_ids[i], pred.topk_probs[i], strict=True)
+        )
+        rows.append(
+            {
+                "action": k,
+                "kind": tok.kind,
+                "cell": "/".join(str(c) for c in tok.cell),
+                "token": int(tid),
+                "prob": round(float(pred.token_probs[i]), 4),
+                "top-k (id:prob)": alts,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def make_step_view(pred: Prediction) -> StepView:
+    f = pred.traced
+    assert f is not None, "inspection predictions carry their traced frame"
+    vmin, vmax = depth_range(f.depth, *f.traced.values())
+    return StepView(
+        index=f.index,
+        window=f.window.copy(),
+        overlay=fit(f.overlay),
+        depth=fit(colorize_depth(f.depth, vmin, vmax), nearest=True),
+        traced={v: fit(colorize_depth(f.traced[v], vmin, vmax), nearest=True) for v in VARIANTS},
+        vmin=vmin,
+        vmax=vmax,
+        legend=legend(vmin, vmax),
+        tracked=int(f.tracks.points.shape[1]),
+        active=int(f.active.points.shape[1]),
+        action=pred.action.astype(np.float32),
+        tokens=token_table(pred),
+        depth_source=pred.depth_source,
+    )
+
+
+class EpisodeRun:
+    """The cached views of one episode under one set of settings, and the thread filling them."""
+
+    def __init__(self, key: tuple[Any, ...], episode: Episode, policy: Policy, view: ViewSettings) -> None:
+        self.key = key
+        self.episode = episode
+        self.policy = policy
+        self.view = view
+        self.steps: list[StepView | None] = [None] * episode.num_frames
+        self.thumbs = thumbnails(episode.frames)
+        self.quality: dict[str, pd.DataFrame | str] = {}
+        self.error: str | None = None
+        self._lock = threading.Lock()  # the pipeline and its tracker are not thread-safe
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._quality_done = False
+        self._figure: tuple[int, dict[str, Any]] | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def done(self) -> int:
+        return sum(s is not None for s in self.steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (self.done == len(self.steps) and self._quality_done)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cached(self, t: int) -> StepView | None:
+        return self.steps[t]
+
+    def step(self, t: int) -> StepView:
+        """The view of step t: from the cache, or computed now and cached."""
+        if not 0 <= t < len(self.steps):
+            raise IndexError(f"step {t} outside episode {self.episode.name!r} of {len(self.steps)} frames")
+        hit = self.steps[t]
+        if hit is not None:
+            return hit
+        with self._lock:
+            if self.steps[t] is None:
+                self.steps[t] = make_step_view(self.policy.predict(self.episode, t))
+            return self.steps[t]  # type: ignore[return-value]
+
+    def traced_frame(self, t: int) -> TracedFrame:
+        """The full-resolution traced frame of step t (for export; depth comes from the cache)."""
+        assert self.policy.pipeline is not None
+        with self._lock:
+            return self.policy.pipeline.at(self.episode, t)
+
+    def predicted_actions(self) -> np.ndarray:
+        """(T, 7) float32, NaN for steps not computed yet."""
+        out = np.full((len(self.steps), 7), np.nan, np.float32)
+        for t, s in enumerate(self.steps):
+            if s is not None:
+                out[t] = s.action
+        return out
+
+    def figure(self) -> dict[str, Any]:
+        """The actions chart for the steps computed so far (rebuilt only when that count grows)."""
+        n = self.done
+        if self._figure is None or self._figure[0] != n:
+            self._figure = (n, actions_figure(self.episode.actions, self.predicted_actions()))
+        return self._figure[1]
+
+    # -- filling ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.finished or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._fill, name=f"precompute {self.episode.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, wait: bool = False) -> None:
+        self._stop.set()
+        if wait and self._thread is not None:
+            self._thread.join()
+
+    def _fill(self) -> None:
+        try:
+            for t in range(len(self.steps)):
+                if self._stop.is_set():
+                    return
+                self.step(t)
+            if not self._quality_done:
+                self._compute_quality()
+        except Exception as e:  # shown in the UI; the app keeps serving what is cached
+            self.error = f"{type(e).__name__}: {e}"
+
+    def _compute_quality(self) -> None:
+        ep, pipe = self.episode, self.policy.pipeline
+        assert pipe is not None
+        with self._lock:
+            if ep.gt_points is None:
+                self.quality["tracker"] = "no ground-truth points in this episode"
+            else:
+                try:
+                    self.quality["tracker"] = tracker_quality(ep, pipe.tracker, self.view.buffer)
+                except ValueError as e:
+                    self.quality["tracker"] = str(e)
+            if ep.depth is None:
+                self.quality["depth"] = "no recorded depth in this episode"
+            elif self.view.depth == "episode":
+                self.quality["depth"] = "the depth source is the recorded depth itself (no estimate to judge)"
+            else:
+                self.quality["depth"] = depth_quality(ep, pipe.depth_estimator)
+        self._quality_done = True
+
+
+class FrameCache:
+    """Bounded map (episode id, settings, backend generation) -> EpisodeRun. Only the run being
+    viewed fills in the background (two cores: one precompute at a time); the others pause and
+    keep what they have."""
+
+    def __init__(self, capacity: int = 6) -> None:
+        self.capacity = capacity
+        self._runs: OrderedDict[tuple[Any, ...], EpisodeRun] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> EpisodeRun | None:
+        with self._lock:
+            return self._runs.get(key)
+
+    def open(self, key: tuple[Any, ...], make: Any) -> EpisodeRun:
+        """The run for key (made by `make()` when missing), now the one filling in the background."""
+        with self._lock:
+            run = self._runs.get(key)
+        if run is None:
+            made = make()  # outside the lock: building a depth model can take long
+            with self._lock:
+                run = self._runs.setdefault(key, made)
+        with self._lock:
+            self._runs.move_to_end(key)
+            for k, other in list(self._runs.items()):
+                if k != key:
+                    other.stop()
+            while len(self._runs) > self.capacity:
+                _, old = self._runs.popitem(last=False)
+                old.stop()
+        run.start()
+        return run
+
+    def close(self) -> None:
+        with self._lock:
+            runs = list(self._runs.values())
+        for r in runs:
+            r.stop(wait=True)

@@ -1,0 +1,252 @@
+"""The inspector's event handlers as plain methods (no layout here): each takes component values
+and returns component values, so tests call them directly. Every computation is stvla_core's,
+reached through the frame cache."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from app.backends import Backends
+from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings
+from app.episodes import EpisodeStore
+from app.export import write_actions_csv, write_episode_zip
+from app.panels import buffer_strip
+from app.plots import with_step
+from app.settings import AppSettings
+from stvla_core.episodes import ACTION_NAMES, Episode
+from stvla_core.traces import VARIANTS
+
+STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "plot", "tokens")
+POLL_OUTPUTS = ("progress", "plot", "quality", "message", "seen")
+
+
+@dataclass
+class AppContext:
+    """What the handlers share: settings, loaded backends, the episode store and frame cache."""
+
+    settings: AppSettings
+    backends: Backends
+    store: EpisodeStore
+    cache: FrameCache
+    export_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stvla-export-")))
+
+    @classmethod
+    def create(cls, settings: AppSettings) -> AppContext:
+        settings.validate()
+        return cls(
+            settings=settings,
+            backends=Backends(settings),
+            store=EpisodeStore(settings.episodes_dir, settings.max_upload_bytes),
+            cache=FrameCache(settings.cache_episodes),
+        )
+
+
+def error_box(text: str) -> str:
+    return f"<div class='stvla-error' role='alert'>⚠ {html.escape(text)}</div>" if text else ""
+
+
+def describe(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+class Inspector:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    # -- runs -------------------------------------------------------------------------------
+    def view_settings(
+        self, buffer: float, tracker: str, depth: str, max_traces: float, thickness: float
+    ) -> ViewSettings:
+        return ViewSettings(int(buffer), tracker, depth, int(max_traces), int(thickness))
+
+    def key(self, episode_id: str, view: ViewSettings) -> tuple[Any, ...]:
+        return (episode_id, view, self.ctx.backends.generation)
+
+    def run_for(self, episode_id: str, view: ViewSettings) -> EpisodeRun:
+        """The cached run (opening it, and starting its precompute, when new). Raises when the
+        episode cannot be loaded or the tracker/depth source cannot be built."""
+        key = self.key(episode_id, view)
+        run = self.ctx.cache.get(key)
+        if run is not None:
+            # a run paused while another episode was viewed resumes its precompute
+            return run if run.finished or run.running else self.ctx.cache.open(key, lambda: run)
+        episode = self.ctx.store.get(episode_id)
+        b = self.ctx.backends
+        trace = b.trace_config(view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+        if view.depth == "episode" and episode.depth is None:
+            raise ValueError(
+                f"episode {episode.name!r} has no recorded depth; choose a depth source that estimates "
+                "it (zoedepth, depth_anything)"
+            )
+        if view.tracker == "oracle" and episode.gt_points is None:
+            raise ValueError(f"episode {episode.name!r} has no ground-truth points for the oracle tracker")
+        return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view))
+
+    # -- handlers ---------------------------------------------------------------------------
+    def episode_choices(self) -> list[tuple[str, str]]:
+        return self.ctx.store.choices()
+
+    def select_episode(self, episode_id: str | None, *controls: Any) -> tuple[Any, ...]:
+        """A new episode: reset the slider to step 0 of its length, then render step 0."""
+        if not episode_id:
+            return (gr.Slider(maximum=1, value=0), *self.blank("choose or upload an episode"))
+        try:
+            n = self.ctx.store.get(episode_id).num_frames
+        except Exception as e:
+            return (gr.Slider(maximum=1, value=0), *self.blank(describe(e)))
+        return (
+            gr.Slider(minimum=0, maximum=max(n - 1, 1), value=0, step=1),
+            *self.render(episode_id, 0, *controls),
+        )
+
+    def render(self, episode_id: str | None, t: float, *controls: Any) -> tuple[Any, ...]:
+        """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet."""
+        if not episode_id:
+            return self.blank("choose or upload an episode")
+        try:
+            run = self.run_for(episode_id, self.view_settings(*controls))
+            t = int(np.clip(int(t), 0, len(run.steps) - 1))
+            view = run.cached(t) or run.step(t)
+        except Exception as e:
+            return self.blank(describe(e))
+        return self.present(run, view)
+
+    def present(self, run: EpisodeRun, view: StepView) -> tuple[Any, ...]:
+        ep = run.episode
+        return (
+            error_box(run.error or ""),
+            info_text(ep, view),
+            buffer_strip(run.thumbs, view.window),
+            view.overlay,
+            view.depth,
+            *(view.traced[v] for v in VARIANTS),
+            view.legend,
+            with_step(run.figure(), view.index),
+            view.tokens,
+        )
+
+    def blank(self, message: str) -> tuple[Any, ...]:
+        return (error_box(message), "", None, None, None, None, None, None, None, None, None)
+
+    def poll(self, episode_id: str | None, t: float, seen: str, *controls: Any) -> tuple[Any, ...]:
+        """Progress of the background precompute; the chart and quality tables when it moved on.
+        `seen` is this session's last reported state, so an idle poll sends nothing large."""
+        if not episode_id:
+            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
+        run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
+        if run is None:
+            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
+        state = f"{run.key}|{run.done}|{run.finished}|{run.error}"
+        if state == seen:
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen)
+        t = int(np.clip(int(t), 0, len(run.steps) - 1))
+        return (
+            progress_html(run),
+            with_step(run.figure(), t),
+            quality_text(run),
+            error_box(run.error or ""),
+            state,
+        )
+
+    def upload(self, path: str | None) -> tuple[Any, str]:
+        """Load an uploaded episode and select it; a bad file only shows its error."""
+        if not path:
+            return gr.skip(), ""
+        try:
+            episode_id = self.ctx.store.upload(path)
+        except Exception as e:
+            return gr.skip(), error_box(f"could not load {Path(path).name!r}: {describe(e)}")
+        return gr.Dropdown(choices=self.episode_choices(), value=episode_id), ""
+
+    def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:
+        playing = not playing
+        return playing, gr.Timer(active=playing), gr.Button(value="⏸ Pause" if playing else "▶ Play")
+
+    def tick(self, episode_id: str | None, t: float) -> tuple[Any, ...]:
+        """One frame forward while playing; stops at the last frame."""
+        try:
+            n = self.ctx.store.get(episode_id).num_frames if episode_id else 0
+        except Exception:
+            n = 0
+        if int(t) + 1 >= n:
+            return gr.skip(), False, gr.Timer(active=False), gr.Button(value="▶ Play")
+        return int(t) + 1, gr.skip(), gr.skip(), gr.skip()
+
+    def export_zip(self, episode_id: str | None, *controls: Any) -> tuple[Any, str]:
+        return self._export(episode_id, controls, "traced.zip", write_episode_zip)
+
+    def export_csv(self, episode_id: str | None, *controls: Any) -> tuple[Any, str]:
+        return self._export(episode_id, controls, "actions.csv", write_actions_csv)
+
+    def _export(self, episode_id: str | None, controls: Any, suffix: str, write: Any) -> tuple[Any, str]:
+        if not episode_id:
+            return None, error_box("choose an episode to export")
+        try:
+            run = self.run_for(episode_id, self.view_settings(*controls))
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.episode.name)
+            out = self.ctx.export_dir / f"{safe}_{suffix}"
+            return str(write(run, out)), ""
+        except Exception as e:
+            return None, error_box(f"export failed: {describe(e)}")
+
+
+def info_text(ep: Episode, view: StepView) -> str:
+    w = view.window
+    act = ", ".join(f"{n} {a:+.3f}" for n, a in zip(ACTION_NAMES, view.action, strict=True))
+    return (
+        f"**{html.escape(ep.name)}** · instruction: *{html.escape(ep.instruction or '(none)')}*  \n"
+        f"**frame {view.index}** of {ep.num_frames - 1} · buffer: frames {int(w[0])}–{int(w[-1])} "
+        f"({len(w)}) · traces drawn: {view.active} of {view.tracked} tracked · "
+        f"depth scale {view.vmin:.2f}–{view.vmax:.2f} m · policy depth: {view.depth_source}  \n"
+        f"predicted action: {act}"
+    )
+
+
+def progress_html(run: EpisodeRun) -> str:
+    n, total = run.done, len(run.steps)
+    if run.error:
+        state = "stopped by an error"
+    elif run.finished:
+        state = "all steps cached"
+    elif n == total:
+        state = "steps cached; quality vs ground truth..."
+    else:
+        state = "precomputing in the background"
+    return (
+        f"<div class='stvla-progress'><progress value='{n}' max='{total}'></progress> "
+        f"<span>{n}/{total} steps · {state}</span></div>"
+    )
+
+
+def _summary(df: pd.DataFrame, cols: list[str]) -> str:
+    row = df.iloc[-1]
+    return " · ".join(f"{c} {row[c]:.3f}" if isinstance(row[c], float) else f"{c} {row[c]}" for c in cols)
+
+
+def quality_text(run: EpisodeRun) -> str:
+    if not run.quality:
+        return "*quality vs ground truth: computed after the steps*"
+    parts = []
+    tr = run.quality.get("tracker")
+    if isinstance(tr, pd.DataFrame):
+        cols = ["points", "median_px", "within_2px", "within_4px", "within_8px", "visibility_agreement"]
+        parts.append(f"**tracker `{run.view.tracker}` vs oracle points** (all steps): " + _summary(tr, cols))
+    elif tr:
+        parts.append(f"**tracker vs oracle:** {tr}")
+    dq = run.quality.get("depth")
+    if isinstance(dq, pd.DataFrame):
+        parts.append(
+            f"**depth `{run.view.depth}` vs recorded depth**: "
+            + _summary(dq, ["abs_rel", "delta_1.25", "pixels"])
+        )
+    elif dq:
+        parts.append(f"**depth vs ground truth:** {dq}")
+    return "  \n".join(parts)
