@@ -50,10 +50,17 @@ def save_npz(episode: Episode, path: Path) -> None:
             meta=np.array(json.dumps(meta)),
             **arrays,
         )
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_npz(path: Path, limits: LoadLimits) -> Episode:
