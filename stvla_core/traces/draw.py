@@ -23,20 +23,21 @@ def depth_range(*depths: np.ndarray) -> tuple[float, float]:
 
 
 def colorize_depth(
-    depth: np.ndarray,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    colormap: int = cv2.COLORMAP_TURBO,
+    depth: np.ndarray, vmin: float | None = None, vmax: float | None = None, colormap: int = cv2.COLORMAP_TURBO
 ) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: near is red, far is blue (TURBO reversed); invalid pixels black."""
+    """(H, W, 3) uint8 RGB: near is red, far is blue; invalid pixels black. Colours follow inverse
+    depth between 1/vmin and 1/vmax, as depth viewers do, so a far horizon (20 m in the simulator)
+    does not wash out the table-top metres where the traces are."""
     if vmin is None or vmax is None:
         lo, hi = depth_range(depth)
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
     valid = valid_mask(depth)
-    span = max(vmax - vmin, 1e-6)
-    norm = np.clip((np.where(valid, depth, vmax) - vmin) / span, 0.0, 1.0)
-    idx = ((1.0 - norm) * 255).astype(np.uint8)
+    vmin = max(vmin, 1e-3)
+    vmax = max(vmax, vmin + 1e-6)
+    inv = 1.0 / np.clip(np.where(valid, depth, vmax), vmin, vmax)
+    norm = (inv - 1.0 / vmax) / (1.0 / vmin - 1.0 / vmax)
+    idx = (np.clip(norm, 0.0, 1.0) * 255).astype(np.uint8)
     rgb = cv2.cvtColor(cv2.applyColorMap(idx, colormap), cv2.COLOR_BGR2RGB)
     rgb[~valid] = 0
     return rgb
