@@ -154,3 +154,29 @@ def test_depth_quality_table_rows() -> None:
     assert table["step"].tolist() == [0, 2, 4, "all"]
     np.testing.assert_allclose(table["abs_rel"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(table["delta_1.25"], 0.0)
+
+
+def test_quality_tables_on_a_bundled_episode() -> None:
+    from pathlib import Path
+
+    from stvla_core.episodes import load_episode
+
+    path = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "maniskill_pick.npz"
+    ep = load_episode(path)
+    pipe = TracePipeline(TraceConfig(buffer=15))
+    table = tracker_quality(ep, pipe.tracker, buffer=15, stride=10)
+    pooled = table.iloc[-1]
+    assert pooled["step"] == "all" and pooled["points"] > 0
+    assert pooled["median_px"] < 4.0 and pooled["within_8px"] > 0.8  # lk follows the gripper points
+    oracle = tracker_quality(ep, TracePipeline(TraceConfig(tracker="oracle")).tracker, buffer=15, stride=10)
+    assert oracle.iloc[-1]["median_px"] == 0.0
+
+    class NoisyDepth:  # the recorded depth scaled by 1.1: AbsRel 0.1, every pixel within 1.25
+        name = "noisy"
+
+        def estimate(self, frame: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
+            return ep.depth[int(np.flatnonzero((ep.frames == frame).all(axis=(1, 2, 3)))[0])] * 1.1
+
+    dq = depth_quality(ep, NoisyDepth(), stride=17)
+    np.testing.assert_allclose(dq["abs_rel"], 0.1, rtol=1e-4)
+    np.testing.assert_allclose(dq["delta_1.25"], 1.0)
