@@ -17,14 +17,17 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4)
     print(f"ST-VLA Studio: http://{settings.host}:{settings.port}", flush=True)
-    demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=settings.share,
-        css=CSS,
-        max_file_size=settings.max_upload_bytes,
-        allowed_paths=[str(ctx.export_dir)],
-    )
+    try:
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            share=settings.share,
+            css=CSS,
+            max_file_size=settings.max_upload_bytes,
+            allowed_paths=[str(ctx.work_dir)],
+        )
+    finally:
+        ctx.close()
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ memory. A step the thread has not reached yet is computed on demand and kept."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
-from app.panels import fit, legend, thumbnails
+from app.panels import buffer_strip, fit, legend, thumbnails
 from app.plots import actions_figure
 from stvla_core.episodes import Episode
 from stvla_core.policy import Policy, Prediction
@@ -48,6 +52,17 @@ class StepView:
     action: np.ndarray  # (7,) float32 predicted action for step t (chunk[0])
     tokens: pd.DataFrame  # one row per generated action token
     depth_source: str
+    buffer: np.ndarray  # (h, w, 3) uint8 thumbnails of the window
+    files: dict[str, str]  # image name -> PNG file of it, encoded once (the slider sends paths)
+
+    def images(self) -> dict[str, np.ndarray]:
+        return {
+            "buffer": self.buffer,
+            "overlay": self.overlay,
+            "depth": self.depth,
+            **self.traced,
+            "legend": self.legend,
+        }
 
 
 def token_table(pred: Prediction) -> pd.DataFrame:
@@ -73,11 +88,21 @@ def token_table(pred: Prediction) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def make_step_view(pred: Prediction) -> StepView:
+def write_png(img: np.ndarray, path: Path) -> str:
+    """Fast PNG (zlib level 1): encoding here, once per step, keeps it off the slider's path."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError(f"PNG encoding of {path.name} failed")
+    path.write_bytes(buf.tobytes())
+    return str(path)
+
+
+def make_step_view(pred: Prediction, thumbs: np.ndarray, image_dir: Path) -> StepView:
+    """The display images of one prediction's step, also written as PNG files into image_dir."""
     f = pred.traced
     assert f is not None, "inspection predictions carry their traced frame"
     vmin, vmax = depth_range(f.depth, *f.traced.values())
-    return StepView(
+    view = StepView(
         index=f.index,
         window=f.window.copy(),
         overlay=fit(f.overlay),
@@ -91,14 +116,28 @@ def make_step_view(pred: Prediction) -> StepView:
         action=pred.action.astype(np.float32),
         tokens=token_table(pred),
         depth_source=pred.depth_source,
+        buffer=buffer_strip(thumbs, f.window),
+        files={},
     )
+    view.files = {
+        name: write_png(img, image_dir / f"{f.index:05d}_{name}.png") for name, img in view.images().items()
+    }
+    return view
 
 
 class EpisodeRun:
     """The cached views of one episode under one set of settings, and the thread filling them."""
 
-    def __init__(self, key: tuple[Any, ...], episode: Episode, policy: Policy, view: ViewSettings) -> None:
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        episode: Episode,
+        policy: Policy,
+        view: ViewSettings,
+        root: Path | None = None,
+    ) -> None:
         self.key = key
+        self.image_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
         self.episode = episode
         self.policy = policy
         self.view = view
@@ -137,7 +176,9 @@ class EpisodeRun:
             return hit
         with self._lock:
             if self.steps[t] is None:
-                self.steps[t] = make_step_view(self.policy.predict(self.episode, t))
+                self.steps[t] = make_step_view(
+                    self.policy.predict(self.episode, t), self.thumbs, self.image_dir
+                )
             return self.steps[t]  # type: ignore[return-value]
 
     def traced_frame(self, t: int) -> TracedFrame:
@@ -175,6 +216,11 @@ class EpisodeRun:
         self._stop.set()
         if wait and self._thread is not None:
             self._thread.join()
+
+    def discard(self) -> None:
+        """Stop and delete the image files (an evicted run)."""
+        self.stop(wait=True)
+        shutil.rmtree(self.image_dir, ignore_errors=True)
 
     def _fill(self) -> None:
         try:
@@ -237,6 +283,7 @@ class FrameCache:
             while len(self._runs) > self.capacity:
                 _, old = self._runs.popitem(last=False)
                 old.stop()
+                threading.Thread(target=old.discard, daemon=True).start()
         run.start()
         return run
 
@@ -244,4 +291,4 @@ class FrameCache:
         with self._lock:
             runs = list(self._runs.values())
         for r in runs:
-            r.stop(wait=True)
+            r.discard()

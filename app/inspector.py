@@ -5,6 +5,7 @@ reached through the frame cache."""
 from __future__ import annotations
 
 import html
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,6 @@ from app.backends import Backends
 from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings
 from app.episodes import EpisodeStore
 from app.export import write_actions_csv, write_episode_zip
-from app.panels import buffer_strip
 from app.plots import with_step
 from app.settings import AppSettings
 from stvla_core.episodes import ACTION_NAMES, Episode
@@ -36,7 +36,20 @@ class AppContext:
     backends: Backends
     store: EpisodeStore
     cache: FrameCache
-    export_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stvla-export-")))
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stvla-app-")))
+
+    def __post_init__(self) -> None:
+        (self.work_dir / "frames").mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "export").mkdir(parents=True, exist_ok=True)
+
+    @property
+    def export_dir(self) -> Path:
+        return self.work_dir / "export"
+
+    def close(self) -> None:
+        """Stop the background threads and delete the app's files."""
+        self.cache.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
     @classmethod
     def create(cls, settings: AppSettings) -> AppContext:
@@ -88,11 +101,19 @@ class Inspector:
             )
         if view.tracker == "oracle" and episode.gt_points is None:
             raise ValueError(f"episode {episode.name!r} has no ground-truth points for the oracle tracker")
-        return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view))
+        root = self.ctx.work_dir / "frames"
+        return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view, root))
 
     # -- handlers ---------------------------------------------------------------------------
     def episode_choices(self) -> list[tuple[str, str]]:
         return self.ctx.store.choices()
+
+    def last_step(self, episode_id: str | None) -> int:
+        """The slider's maximum for an episode (1 when there is none to show)."""
+        try:
+            return max(self.ctx.store.get(episode_id).num_frames - 1, 1) if episode_id else 1
+        except Exception:
+            return 1
 
     def select_episode(self, episode_id: str | None, *controls: Any) -> tuple[Any, ...]:
         """A new episode: reset the slider to step 0 of its length, then render step 0."""
@@ -102,10 +123,8 @@ class Inspector:
             n = self.ctx.store.get(episode_id).num_frames
         except Exception as e:
             return (gr.Slider(maximum=1, value=0), *self.blank(describe(e)))
-        return (
-            gr.Slider(minimum=0, maximum=max(n - 1, 1), value=0, step=1),
-            *self.render(episode_id, 0, *controls),
-        )
+        slider = gr.Slider(minimum=0, maximum=max(n - 1, 1), value=0, step=1)
+        return (slider, *self.render(episode_id, 0, *controls))
 
     def render(self, episode_id: str | None, t: float, *controls: Any) -> tuple[Any, ...]:
         """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet."""
@@ -124,11 +143,11 @@ class Inspector:
         return (
             error_box(run.error or ""),
             info_text(ep, view),
-            buffer_strip(run.thumbs, view.window),
-            view.overlay,
-            view.depth,
-            *(view.traced[v] for v in VARIANTS),
-            view.legend,
+            view.files["buffer"],
+            view.files["overlay"],
+            view.files["depth"],
+            *(view.files[v] for v in VARIANTS),
+            view.files["legend"],
             with_step(run.figure(), view.index),
             view.tokens,
         )

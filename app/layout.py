@@ -30,7 +30,7 @@ POLL_INTERVAL_S = 1.0
 def build_app(ctx: AppContext) -> gr.Blocks:
     insp = Inspector(ctx)
     s = ctx.settings
-    with gr.Blocks(title="ST-VLA Studio") as demo:
+    with gr.Blocks(title="ST-VLA Studio", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("## ST-VLA Studio · spatial traces on depth for vision-language-action policies")
         with gr.Tabs():
             with gr.Tab("Inspector", id="inspector"):
@@ -63,7 +63,9 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     message = gr.HTML(elem_id="message")
     with gr.Row():
         play = gr.Button("▶ Play", elem_id="play", scale=0, min_width=110)
-        slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="frame", scale=8)
+        slider = gr.Slider(
+            0, insp.last_step(episode.value), value=0, step=1, label="Frame", elem_id="frame", scale=8
+        )
     progress = gr.HTML(elem_id="progress")
     info = gr.Markdown(elem_id="info")
     with gr.Accordion("Controls", open=True):
