@@ -21,14 +21,15 @@ PREDICTED_COLOR = "#d62728"
 def actions_figure(recorded: np.ndarray | None, predicted: np.ndarray, title: str = "") -> dict[str, Any]:
     """Predicted (red) vs recorded (blue) value of each of the 7 action dimensions over the
     episode. recorded (T, 7) or None; predicted (T, 7), NaN where not computed yet."""
-    steps = np.arange(predicted.shape[0])
+    # plain lists: plotly would send numpy arrays as typed-array blobs
+    steps = list(range(predicted.shape[0]))
     fig = make_subplots(rows=7, cols=1, shared_xaxes=True, vertical_spacing=0.012, subplot_titles=None)
     for d, name in enumerate(ACTION_NAMES):
         if recorded is not None:
             fig.add_trace(
                 go.Scatter(
                     x=steps,
-                    y=recorded[:, d],
+                    y=recorded[:, d].astype(float).tolist(),
                     mode="lines",
                     name="recorded",
                     legendgroup="recorded",
@@ -41,7 +42,7 @@ def actions_figure(recorded: np.ndarray | None, predicted: np.ndarray, title: st
         fig.add_trace(
             go.Scatter(
                 x=steps,
-                y=np.where(np.isfinite(predicted[:, d]), predicted[:, d], None),
+                y=[float(v) if np.isfinite(v) else None for v in predicted[:, d]],
                 mode="lines",
                 name="predicted",
                 legendgroup="predicted",

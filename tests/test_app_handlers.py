@@ -1,0 +1,266 @@
+"""The app's event handlers called directly on synthetic episodes saved as bundled files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import translating_episode
+
+from app import AppContext, AppSettings, Inspector
+from app.backends import Backends
+from app.cache import ViewSettings
+from app.episodes import EpisodeStore
+from app.panels import buffer_strip, legend
+from app.settings import from_env, parse_args
+from app.settings_panel import apply_settings
+from stvla_core.episodes import EpisodeError, save_episode
+from stvla_core.traces import VARIANTS, TraceConfig, TracePipeline, colorize_depth, depth_range
+
+CONTROLS = (8, "lk", "episode", 5, 2)  # buffer, tracker, depth, K, thickness
+T = 14
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("episodes")
+    save_episode(translating_episode(t=T, h=48, w=64, name="right"), root / "right.npz")
+    save_episode(translating_episode(t=10, h=48, w=64, dx=0.0, dy=1.0, name="down"), root / "down.npz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ctx(episodes: Path):
+    c = AppContext.create(AppSettings(episodes_dir=str(episodes)))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def insp(ctx: AppContext) -> Inspector:
+    return Inspector(ctx)
+
+
+def finished(insp: Inspector, episode_id: str, controls=CONTROLS, timeout: float = 60.0):
+    run = insp.run_for(episode_id, insp.view_settings(*controls))
+    end = time.monotonic() + timeout
+    while not run.finished:
+        assert time.monotonic() < end, "background precompute did not finish"
+        time.sleep(0.05)
+    assert run.error is None, run.error
+    return run
+
+
+def read_png(path: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+# -- settings ---------------------------------------------------------------------------------
+def test_settings_defaults_env_and_flags_in_order_of_precedence() -> None:
+    s = parse_args([], env={})
+    assert (s.host, s.port, s.share, s.tracker, s.depth, s.policy) == (
+        "127.0.0.1",
+        7860,
+        False,
+        "lk",
+        "episode",
+        "tiny",
+    )
+    env = {"STVLA_PORT": "9000", "STVLA_TRACKER": "oracle", "STVLA_SHARE": "yes", "STVLA_LORA": "/a"}
+    s = parse_args([], env=env)
+    assert (s.port, s.tracker, s.share, s.lora) == (9000, "oracle", True, "/a")
+    s = parse_args(["--port", "9100", "--no-share", "--depth", "zoedepth", "--depth-model", "/m"], env=env)
+    assert (s.port, s.share, s.tracker, s.depth) == (9100, False, "oracle", "zoedepth")
+    assert s.depth_options("zoedepth") == {"model": "/m"} and s.depth_options("episode") == {}
+    assert s.tracker_options("cotracker3") == {}
+
+
+def test_settings_errors_name_the_variable_and_the_value() -> None:
+    with pytest.raises(ValueError, match=r"STVLA_PORT: expected an integer, found 'x'"):
+        from_env({"STVLA_PORT": "x"})
+    with pytest.raises(ValueError, match=r"STVLA_SHARE: expected true/false, found 'maybe'"):
+        from_env({"STVLA_SHARE": "maybe"})
+    with pytest.raises(ValueError, match=r"port: expected 1..65535, found 0"):
+        from_env({"STVLA_PORT": "0"})
+
+
+def test_backends_report_what_is_active_and_fall_back_to_tiny(tmp_path: Path) -> None:
+    b = Backends(AppSettings(policy=str(tmp_path / "missing"), lora=str(tmp_path / "adapter")))
+    states = {s.component: s for s in b.states}
+    assert states["policy"].state == "failed" and "using the tiny policy" in states["policy"].detail
+    assert states["LoRA adapter"].state in ("not available yet", "failed", "active")
+    assert states["tracker (default)"].setting == "lk"
+    gen = b.generation
+    b.apply(AppSettings())
+    assert b.generation == gen + 1 and {s.component: s for s in b.states}["policy"].state == "active"
+
+
+# -- episodes ---------------------------------------------------------------------------------
+def test_store_lists_bundled_files_and_loads_each_once(episodes: Path) -> None:
+    store = EpisodeStore(episodes, 10**9)
+    assert store.bundled() == [("down", "bundled:down.npz"), ("right", "bundled:right.npz")]
+    assert store.get("bundled:right.npz") is store.get("bundled:right.npz")
+    with pytest.raises(EpisodeError, match="bundled episode '../x.npz' not found"):
+        store.get("bundled:../x.npz")
+
+
+def test_upload_accepts_a_good_file_and_refuses_bad_and_oversized_ones(
+    episodes: Path, tmp_path: Path
+) -> None:
+    store = EpisodeStore(episodes, max_upload_bytes=10**9)
+    eid = store.upload(episodes / "down.npz")
+    assert store.get(eid).num_frames == 10 and eid in [v for _, v in store.choices()]
+    corrupt = tmp_path / "broken.npz"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(Exception, match="broken.npz"):
+        store.upload(corrupt)
+    small = EpisodeStore(episodes, max_upload_bytes=1000)
+    with pytest.raises(EpisodeError, match="over the limit of 1000 bytes"):
+        small.upload(episodes / "down.npz")
+
+
+# -- inspector ----------------------------------------------------------------------------------
+def test_select_episode_resets_the_slider_and_renders_step_0(insp: Inspector) -> None:
+    out = insp.select_episode("bundled:right.npz", *CONTROLS)
+    slider, message, info = out[0], out[1], out[2]
+    assert slider.maximum == T - 1 and slider.value == 0
+    assert message == ""
+    assert "right" in info and "follow the texture" in info and "frame 0" in info
+    buffer, overlay = read_png(out[3]), read_png(out[4])
+    assert overlay.shape == (48, 64, 3) and buffer.shape[0] > 0
+
+
+def test_step_images_match_the_trace_pipeline_on_one_shared_scale(insp: Inspector) -> None:
+    ep = insp.ctx.store.get("bundled:right.npz")
+    t = 9
+    out = insp.render("bundled:right.npz", t, *CONTROLS)
+    ref = TracePipeline(TraceConfig(buffer=8, tracker="lk", depth="episode", max_traces=5)).at(ep, t)
+    vmin, vmax = depth_range(ref.depth, *ref.traced.values())
+    for v, path in zip(VARIANTS, out[5:8], strict=True):
+        np.testing.assert_array_equal(read_png(path), colorize_depth(ref.traced[v], vmin, vmax))
+    np.testing.assert_array_equal(read_png(out[3]), ref.overlay)
+    np.testing.assert_array_equal(read_png(out[4]), colorize_depth(ref.depth, vmin, vmax))
+    np.testing.assert_array_equal(read_png(out[8]), legend(vmin, vmax))
+    run = insp.run_for("bundled:right.npz", insp.view_settings(*CONTROLS))
+    np.testing.assert_array_equal(read_png(out[2]), buffer_strip(run.thumbs, np.arange(2, 10)))
+    assert "frame 9" in out[1] and "frames 2–9 (8)" in out[1]
+
+
+def test_tokens_and_action_plot_describe_the_prediction(insp: Inspector) -> None:
+    run = finished(insp, "bundled:right.npz")
+    out = insp.render("bundled:right.npz", 4, *CONTROLS)
+    tokens = out[10]
+    assert len(tokens) == 12 and list(tokens["kind"][:3]) == ["translation", "rotation", "gripper"]
+    assert ((tokens["prob"] >= 0) & (tokens["prob"] <= 1)).all()
+    fig = json.loads(out[9].plot)
+    assert len(fig["data"]) == 14  # recorded + predicted for each of 7 dimensions
+    assert [s["x0"] for s in fig["layout"]["shapes"]] == [4]
+    predicted = [d for d in fig["data"] if d["name"] == "predicted"]
+    got = [predicted[d]["y"][4] for d in range(7)]
+    np.testing.assert_allclose(got, run.steps[4].action, rtol=1e-5)
+    recorded = [d for d in fig["data"] if d["name"] == "recorded"]
+    assert recorded[0]["y"][4] == pytest.approx(0.01)
+
+
+def test_cached_steps_answer_without_recomputing(insp: Inspector) -> None:
+    run = finished(insp, "bundled:right.npz")
+    calls = run.policy.pipeline.depth_calls
+    first = [insp.render("bundled:right.npz", t, *CONTROLS) for t in range(T)]
+    start = time.perf_counter()
+    again = [insp.render("bundled:right.npz", t, *CONTROLS) for t in range(T)]
+    per_step = (time.perf_counter() - start) / T
+    assert run.policy.pipeline.depth_calls == calls
+    assert [o[5] for o in first] == [o[5] for o in again]  # the same cached files
+    assert per_step < 0.02
+    assert len({o[7] for o in first}) == T  # a new C picture each step
+
+
+def test_new_settings_are_a_new_cache_entry(insp: Inspector) -> None:
+    a = insp.render("bundled:right.npz", 6, *CONTROLS)
+    b = insp.render("bundled:right.npz", 6, 8, "lk", "episode", 5, 4)
+    assert not np.array_equal(read_png(a[3]), read_png(b[3]))  # thicker lines on the overlay
+    assert insp.run_for("bundled:right.npz", ViewSettings(8, "lk", "episode", 5, 4)) is not insp.run_for(
+        "bundled:right.npz", ViewSettings(8, "lk", "episode", 5, 2)
+    )
+
+
+def test_poll_reports_progress_then_quality_against_ground_truth(insp: Inspector) -> None:
+    run = finished(insp, "bundled:right.npz")
+    progress, plot, quality, message, seen = insp.poll("bundled:right.npz", 3, "", *CONTROLS)
+    assert f"value='{T}' max='{T}'" in progress and "all steps cached" in progress
+    assert "median_px" in quality and "recorded depth itself" in quality
+    assert run.quality["tracker"].iloc[-1]["step"] == "all"
+    again = insp.poll("bundled:right.npz", 3, seen, *CONTROLS)
+    assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:4])  # nothing new
+
+
+def test_unbuildable_backends_and_bad_uploads_show_errors(insp: Inspector, tmp_path: Path) -> None:
+    out = insp.render("bundled:right.npz", 2, 8, "cotracker3", "episode", 5, 2)
+    assert "stvla-error" in out[0] and "cotracker3" in out[0] and out[3] is None
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(b"\x00garbage")
+    dropdown, message = insp.upload(str(bad))
+    assert dropdown == {"__type__": "update"} and "could not load" in message and "corrupt.npz" in message
+    assert insp.render("bundled:right.npz", 2, *CONTROLS)[0] == ""  # still working
+
+
+def test_upload_selects_the_new_episode(insp: Inspector, episodes: Path) -> None:
+    dropdown, message = insp.upload(str(episodes / "down.npz"))
+    assert message == "" and dropdown.value.startswith("upload:")
+    out = insp.select_episode(dropdown.value, *CONTROLS)
+    assert out[0].maximum == 9 and "down" in out[2]
+
+
+def test_play_advances_and_stops_at_the_last_frame(insp: Inspector) -> None:
+    playing, timer, button = insp.toggle_play(False)
+    assert playing is True and timer.active is True and "Pause" in button.value
+    assert insp.tick("bundled:right.npz", 3)[0] == 4
+    t, playing, timer, _ = insp.tick("bundled:right.npz", T - 1)
+    assert playing is False and timer.active is False
+
+
+def test_export_csv_holds_recorded_and_predicted_actions(insp: Inspector) -> None:
+    run = finished(insp, "bundled:right.npz")
+    path, message = insp.export_csv("bundled:right.npz", *CONTROLS)
+    assert message == ""
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == T and rows[0]["recorded_dx"] == "0.01"
+    assert float(rows[5]["predicted_dyaw"]) == pytest.approx(float(run.steps[5].action[5]), rel=1e-5)
+
+
+def test_export_zip_holds_maps_pictures_video_and_table(insp: Inspector) -> None:
+    path, message = insp.export_zip("bundled:right.npz", *CONTROLS)
+    assert message == ""
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        assert {
+            "traced_depth.npz",
+            "panel.mp4",
+            "actions.csv",
+            "png/0000_overlay.png",
+            f"png/{T - 1:04d}_C.png",
+        } <= names
+        maps = np.load(io.BytesIO(z.read("traced_depth.npz")))
+        assert maps["A"].shape == (T, 48, 64) and maps["A"].dtype == np.float32
+        ep = insp.ctx.store.get("bundled:right.npz")
+        ref = TracePipeline(TraceConfig(buffer=8)).at(ep, 7)
+        np.testing.assert_array_equal(maps["C"][7], ref.traced["C"])
+        with av.open(io.BytesIO(z.read("panel.mp4"))) as video:
+            frames = list(video.decode(video=0))
+        assert len(frames) == T and (frames[0].width, frames[0].height) == (4 * 64, 48)
+
+
+def test_settings_panel_applies_and_reports(ctx: AppContext) -> None:
+    rows, error = apply_settings(ctx, "tiny", "", "/models/zoe", "")
+    assert error == ""
+    table = {r[0]: r for r in rows}
+    assert table["depth model (ZoeDepth / Depth Anything)"][1:3] == ["/models/zoe", "active"]
+    assert ctx.settings.depth_model == "/models/zoe"
