@@ -182,7 +182,9 @@ class Inspector:
         try:
             episode_id = self.ctx.store.upload(path)
         except Exception as e:
-            return gr.skip(), error_box(f"could not load {Path(path).name!r}: {describe(e)}")
+            # the upload's temporary folder means nothing to the user: name the file only
+            text = describe(e).replace(str(Path(path)), Path(path).name)
+            return gr.skip(), error_box(f"could not load {Path(path).name!r}: {text}")
         return gr.Dropdown(choices=self.episode_choices(), value=episode_id), ""
 
     def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:

@@ -1,0 +1,112 @@
+"""Real browser: Debian's chromium driven by Playwright against the app launched by `app.py` on the
+bundled episodes. Screenshots go to test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_server import BUNDLED, REPO, running_app
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+TIMEOUT_MS = 60_000
+VARIANT_IMAGES = ["#variant-A img", "#variant-B img", "#variant-C img"]
+PLOT_MARKER = "#actions .shapelayer path"
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    if not sorted(BUNDLED.glob("*.npz")):
+        pytest.skip("no bundled episodes in assets/episodes")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app() as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1800})
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(url)
+        yield pg
+        browser.close()
+
+
+def sources(page) -> list[str]:
+    return [page.locator(s).first.get_attribute("src") or "" for s in VARIANT_IMAGES]
+
+
+def wait_for_new_images(page, before: list[str]) -> list[str]:
+    """Wait until every variant image and the plot's step marker have been replaced."""
+    page.wait_for_function(
+        """([sels, before]) => sels.every((s, i) => {
+            const img = document.querySelector(s);
+            return img && img.getAttribute('src') && img.getAttribute('src') !== before[i];
+        })""",
+        arg=[VARIANT_IMAGES, before],
+    )
+    return sources(page)
+
+
+def marker(page) -> str:
+    page.wait_for_selector(PLOT_MARKER, state="attached")
+    return page.locator(PLOT_MARKER).first.get_attribute("d") or ""
+
+
+def move_slider(page, value: int) -> None:
+    page.locator("#frame input[type=range]").fill(str(value))
+
+
+def test_select_an_episode_step_it_and_survive_a_corrupt_upload(page, tmp_path: Path) -> None:
+    # the app opens on the first bundled episode
+    for s in VARIANT_IMAGES:
+        page.wait_for_selector(s)
+    page.wait_for_selector("#actions .js-plotly-plot")
+    page.screenshot(path=str(ARTIFACTS / "inspector-open.png"), full_page=True)
+
+    # choose another sample episode from the dropdown
+    names = sorted(p.stem for p in BUNDLED.glob("*.npz"))
+    target = names[1] if len(names) > 1 else names[0]
+    before = sources(page)
+    page.locator("#episode input").click()
+    page.get_by_role("option", name=target, exact=True).click()
+    page.wait_for_function("name => document.querySelector('#info')?.innerText.includes(name)", arg=target)
+    after_select = wait_for_new_images(page, before) if target != names[0] else sources(page)
+    assert all(after_select)
+
+    # move the slider: the three variants and the action plot's step marker change
+    mark0 = marker(page)
+    move_slider(page, 12)
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 12')")
+    after_step = wait_for_new_images(page, after_select)
+    assert len(set(after_step)) == 3
+    page.wait_for_function(
+        "([sel, d]) => document.querySelector(sel)?.getAttribute('d') !== d", arg=[PLOT_MARKER, mark0]
+    )
+    page.screenshot(path=str(ARTIFACTS / "inspector-step12.png"), full_page=True)
+
+    # a corrupt upload shows its error; the app keeps working
+    bad = tmp_path / "corrupt_episode.npz"
+    bad.write_bytes(b"PK\x03\x04 definitely not an episode")
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    error = page.locator(".stvla-error")
+    error.wait_for()
+    assert "corrupt_episode.npz" in error.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "inspector-corrupt-upload.png"), full_page=True)
+    move_slider(page, 20)
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 20')")
+    wait_for_new_images(page, after_step)
+    page.locator("#variant-C").screenshot(path=str(ARTIFACTS / "variant-C-step20.png"))
