@@ -63,7 +63,7 @@ def test_four_tasks_bundled_and_small() -> None:
         "maniskill_stack.npz",
     ]
     total = sum(f.stat().st_size for f in FILES)
-    assert total < 16e6, f"bundled episodes take {total / 1e6:.1f} MB"
+    assert total < 16e6, f"bundled episodes take {total / 1e6:.1f} MB"  # the brief: ~15 MB in all
 
 
 def test_episode_complete(episode: Episode) -> None:
@@ -123,6 +123,21 @@ def test_gt_depth_matches_depth_map(episode: Episode) -> None:
     n = POINTS.index("tcp")
     gaps = [_window_min_gap(ep.depth[t], x[t, n], y[t, n], cam[t, n, 2], 7) for t in range(len(ep))]
     assert np.mean(np.array(gaps) < 0.03) >= 0.6, np.round(gaps, 3)
+
+
+def test_visible_finger_tips_lie_on_the_rendered_surface(episode: Episode) -> None:
+    """Where a finger tip is marked visible, the depth map at its own pixel is the finger's surface
+    (the point sits ~1.5 cm inside it); only silhouette pixels may see past the thin finger."""
+    ep = episode
+    cam, _ = _camera(ep)
+    x, y = _pixel(ep.gt_points)
+    t = np.arange(len(ep))[:, None]
+    gap = np.abs(ep.depth[t, y.clip(0, 223), x.clip(0, 223)] - cam[..., 2])
+    for n in (POINTS.index("left_finger_tip"), POINTS.index("right_finger_tip")):
+        visible = ep.gt_visible[:, n]
+        assert visible.sum() >= 10
+        assert np.mean(gap[visible, n] < 0.03) >= 0.8, np.round(gap[visible, n], 3)
+        assert np.median(gap[visible, n]) < 0.02
 
 
 def test_visible_points_are_not_behind_a_nearer_surface(episode: Episode) -> None:
