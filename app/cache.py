@@ -228,6 +228,7 @@ class EpisodeRun:
                 if self._stop.is_set():
                     return
                 self.step(t)
+            self.figure()  # the finished chart, built here rather than on a slider move
             if not self._quality_done:
                 self._compute_quality()
         except Exception as e:  # shown in the UI; the app keeps serving what is cached

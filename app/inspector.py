@@ -24,7 +24,7 @@ from app.settings import AppSettings
 from stvla_core.episodes import ACTION_NAMES, Episode
 from stvla_core.traces import VARIANTS
 
-STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "plot", "tokens")
+STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "tokens")
 POLL_OUTPUTS = ("progress", "plot", "quality", "message", "seen")
 
 
@@ -148,12 +148,21 @@ class Inspector:
             view.files["depth"],
             *(view.files[v] for v in VARIANTS),
             view.files["legend"],
-            with_step(run.figure(), view.index),
             view.tokens,
         )
 
     def blank(self, message: str) -> tuple[Any, ...]:
-        return (error_box(message), "", None, None, None, None, None, None, None, None, None)
+        return (error_box(message), "", None, None, None, None, None, None, None, None)
+
+    def plot_at(self, episode_id: str | None, t: float, *controls: Any) -> Any:
+        """The actions chart with step t marked. Apart from `render` (chained after it) because
+        the browser needs ~0.2 s to redraw seven subplots; the pictures must not wait for that."""
+        if not episode_id:
+            return None
+        run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
+        if run is None:
+            return gr.skip()
+        return with_step(run.figure(), int(np.clip(int(t), 0, len(run.steps) - 1)))
 
     def poll(self, episode_id: str | None, t: float, seen: str, *controls: Any) -> tuple[Any, ...]:
         """Progress of the background precompute; the chart and quality tables when it moved on.

@@ -38,7 +38,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Settings", id="settings"):
                 _settings(ctx)
             # Jobs tab: `from app.jobs_tab import build_jobs_tab` and call `build_jobs_tab(ctx)` here.
-        demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]])
+        demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]]).then(
+            insp.plot_at, [c["episode"], c["slider"], *c["controls"]], [c["plot"]]
+        )
     return demo
 
 
@@ -101,24 +103,20 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         csv_btn = gr.Button("Export actions table (CSV)", elem_id="export-csv")
     download = gr.File(label="Download", elem_id="download", interactive=False)
 
-    step = [message, info, buf, overlay, depth_img, *variants, legend, plot, tokens]
+    step = [message, info, buf, overlay, depth_img, *variants, legend, tokens]
     assert len(step) == len(STEP_OUTPUTS)
     playing = gr.State(False)
     seen = gr.State("")
     player = gr.Timer(PLAY_INTERVAL_S, active=False)
     poller = gr.Timer(POLL_INTERVAL_S)
 
-    episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden")
-    slider.change(
-        insp.render, [episode, slider, *controls], step, show_progress="hidden", trigger_mode="always_last"
+    inputs = [episode, slider, *controls]
+    episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden").then(
+        insp.plot_at, inputs, [plot], show_progress="hidden"
     )
-    for ctl in controls:
-        ctl.change(
-            insp.render,
-            [episode, slider, *controls],
-            step,
-            show_progress="hidden",
-            trigger_mode="always_last",
+    for trigger in (slider, *controls):
+        trigger.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
+            insp.plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
     upload.upload(insp.upload, [upload], [episode, message])
     play.click(insp.toggle_play, [playing], [playing, player, play])
@@ -128,7 +126,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     poller.tick(insp.poll, [episode, slider, seen, *controls], poll_out, show_progress="hidden")
     zip_btn.click(insp.export_zip, [episode, *controls], [download, message])
     csv_btn.click(insp.export_csv, [episode, *controls], [download, message])
-    return {"episode": episode, "slider": slider, "controls": controls, "step": step}
+    return {"episode": episode, "slider": slider, "controls": controls, "step": step, "plot": plot}
 
 
 def _settings(ctx) -> None:

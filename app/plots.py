@@ -1,6 +1,6 @@
-"""Plotly charts. The actions chart is built once per (episode, settings, predictions so far) as a
-plain JSON-ready dict; moving to another step only swaps the step marker and serialises, so
-the slider never waits for plotly to rebuild seven subplots."""
+"""Plotly charts, written as plotly JSON specs. The actions chart is built once per (episode,
+settings, predictions so far); moving to another step only swaps the step marker and serialises,
+so the slider never waits for a figure to be rebuilt."""
 
 from __future__ import annotations
 
@@ -8,61 +8,83 @@ import json
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from gradio.components.plot import PlotData
-from plotly.subplots import make_subplots
 
 from stvla_core.episodes import ACTION_NAMES
 
 RECORDED_COLOR = "#1f77b4"
 PREDICTED_COLOR = "#d62728"
+GAP = 0.012  # vertical space between subplots, share of the figure height
 
 
-def actions_figure(recorded: np.ndarray | None, predicted: np.ndarray, title: str = "") -> dict[str, Any]:
+def _series(values: np.ndarray) -> list[float | None]:
+    """Plain JSON numbers, None for NaN (a gap): plotly would send numpy arrays as binary blobs."""
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def actions_figure(recorded: np.ndarray | None, predicted: np.ndarray) -> dict[str, Any]:
     """Predicted (red) vs recorded (blue) value of each of the 7 action dimensions over the
-    episode. recorded (T, 7) or None; predicted (T, 7), NaN where not computed yet."""
-    # plain lists: plotly would send numpy arrays as typed-array blobs
+    episode, one subplot per dimension sharing the step axis. recorded (T, 7) or None;
+    predicted (T, 7), NaN where not computed yet."""
     steps = list(range(predicted.shape[0]))
-    fig = make_subplots(rows=7, cols=1, shared_xaxes=True, vertical_spacing=0.012, subplot_titles=None)
+    n = len(ACTION_NAMES)
+    height = (1.0 - GAP * (n - 1)) / n
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {
+        "height": 620,
+        "margin": {"l": 55, "r": 10, "t": 10, "b": 35},
+        "template": {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white"}},
+        "legend": {"orientation": "h", "y": 1.0, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        "hovermode": "x",
+        "showlegend": True,
+    }
     for d, name in enumerate(ACTION_NAMES):
+        suffix = "" if d == 0 else str(d + 1)
+        top = 1.0 - d * (height + GAP)
+        layout[f"yaxis{suffix}"] = {
+            "domain": [top - height, top],
+            "anchor": f"x{suffix}",
+            "title": {"text": name, "font": {"size": 10}},
+            "tickfont": {"size": 9},
+            "gridcolor": "#eee",
+            "zeroline": False,
+        }
+        layout[f"xaxis{suffix}"] = {
+            "anchor": f"y{suffix}",
+            "showticklabels": d == n - 1,
+            "gridcolor": "#eee",
+            **({"matches": "x"} if d else {}),
+            **({"title": {"text": "step"}} if d == n - 1 else {}),
+        }
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
         if recorded is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=steps,
-                    y=recorded[:, d].astype(float).tolist(),
-                    mode="lines",
-                    name="recorded",
-                    legendgroup="recorded",
-                    showlegend=d == 0,
-                    line={"color": RECORDED_COLOR, "width": 1.5},
-                ),
-                row=d + 1,
-                col=1,
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": "recorded",
+                    "legendgroup": "recorded",
+                    "showlegend": d == 0,
+                    "x": steps,
+                    "y": _series(recorded[:, d]),
+                    "line": {"color": RECORDED_COLOR, "width": 1.5},
+                    **axes,
+                }
             )
-        fig.add_trace(
-            go.Scatter(
-                x=steps,
-                y=[float(v) if np.isfinite(v) else None for v in predicted[:, d]],
-                mode="lines",
-                name="predicted",
-                legendgroup="predicted",
-                showlegend=d == 0,
-                line={"color": PREDICTED_COLOR, "width": 1.5},
-                connectgaps=False,
-            ),
-            row=d + 1,
-            col=1,
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "predicted",
+                "legendgroup": "predicted",
+                "showlegend": d == 0,
+                "x": steps,
+                "y": _series(predicted[:, d]),
+                "line": {"color": PREDICTED_COLOR, "width": 1.5},
+                **axes,
+            }
         )
-        fig.update_yaxes(title_text=name, title_font={"size": 10}, tickfont={"size": 9}, row=d + 1, col=1)
-    fig.update_xaxes(title_text="step", row=7, col=1)
-    fig.update_layout(
-        height=620,
-        margin={"l": 55, "r": 10, "t": 30 if title else 10, "b": 35},
-        title={"text": title, "font": {"size": 12}} if title else None,
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        template="plotly_white",
-    )
-    return json.loads(fig.to_json())
+    return {"data": data, "layout": layout}
 
 
 def with_step(figure: dict[str, Any], t: int) -> PlotData:

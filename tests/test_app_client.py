@@ -46,9 +46,9 @@ def test_select_then_step_through_an_episode(client: Client) -> None:
     for k in (3, 5, 6, 7):  # overlay and the three variants, as files the browser would load
         assert image(a[k]).shape == (64, 80, 3)
     assert not np.array_equal(image(a[7]), image(b[7]))
-    fig = json.loads(a[9]["plot"])
+    assert len(a[9]["data"]) == 12  # one row per action token
+    fig = json.loads(client.predict("bundled:right.npz", 5, *CONTROLS, api_name="/plot_at")["plot"])
     assert len(fig["data"]) == 14 and fig["layout"]["shapes"][0]["x0"] == 5
-    assert len(a[10]["data"]) == 12  # one row per action token
 
 
 def test_a_corrupt_upload_shows_its_error_and_the_app_keeps_working(client: Client, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from conftest import translating_episode
 
@@ -157,10 +158,11 @@ def test_step_images_match_the_trace_pipeline_on_one_shared_scale(insp: Inspecto
 def test_tokens_and_action_plot_describe_the_prediction(insp: Inspector) -> None:
     run = finished(insp, "bundled:right.npz")
     out = insp.render("bundled:right.npz", 4, *CONTROLS)
-    tokens = out[10]
+    tokens = out[9]
     assert len(tokens) == 12 and list(tokens["kind"][:3]) == ["translation", "rotation", "gripper"]
     assert ((tokens["prob"] >= 0) & (tokens["prob"] <= 1)).all()
-    fig = json.loads(out[9].plot)
+    fig = json.loads(insp.plot_at("bundled:right.npz", 4, *CONTROLS).plot)
+    go.Figure(fig)  # a valid plotly spec
     assert len(fig["data"]) == 14  # recorded + predicted for each of 7 dimensions
     assert [s["x0"] for s in fig["layout"]["shapes"]] == [4]
     predicted = [d for d in fig["data"] if d["name"] == "predicted"]

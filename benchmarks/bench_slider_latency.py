@@ -1,0 +1,169 @@
+"""Slider latency of the inspector: answering a step over a cached episode against the naive path
+(recompute the step from scratch: trace window, depth, policy, pictures), and the round trip
+through the launched app (gradio_client; --browser adds chromium: slider moved -> all three
+variant images replaced).
+
+python benchmarks/bench_slider_latency.py [--episode NAME] [--moves 60] [--client] [--browser]
+
+NAME is a bundled episode (assets/episodes/NAME.npz; default the first one)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from app import AppContext, AppSettings, Inspector  # noqa: E402
+from app.cache import EpisodeRun  # noqa: E402
+
+CONTROLS = (30, "lk", "episode", 5, 2)
+
+
+def percentiles(ms: list[float]) -> str:
+    a = np.asarray(ms)
+    return f"{np.percentile(a, 50):>8.2f} {np.percentile(a, 95):>8.2f} {a.max():>8.2f}"
+
+
+def slider_moves(n_frames: int, moves: int, seed: int = 0) -> list[int]:
+    """Random jumps and single steps, as a user drags and clicks."""
+    rng = np.random.default_rng(seed)
+    t, out = 0, []
+    for _ in range(moves):
+        t = int(rng.integers(n_frames)) if rng.random() < 0.5 else min(t + 1, n_frames - 1)
+        out.append(t)
+    return out
+
+
+def bench_handler(
+    insp: Inspector, episode_id: str, moves: list[int]
+) -> tuple[list[float], list[float], list[float]]:
+    run = insp.run_for(episode_id, insp.view_settings(*CONTROLS))
+    while not run.finished:
+        time.sleep(0.05)
+    cached, plot = [], []
+    for t in moves:
+        s = time.perf_counter()
+        insp.render(episode_id, t, *CONTROLS)
+        cached.append((time.perf_counter() - s) * 1000)
+        s = time.perf_counter()
+        insp.plot_at(episode_id, t, *CONTROLS)
+        plot.append((time.perf_counter() - s) * 1000)
+    naive = []
+    view = insp.view_settings(*CONTROLS)
+    b = insp.ctx.backends
+    trace = b.trace_config(view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+    ep = insp.ctx.store.get(episode_id)
+    for t in moves[:20]:
+        s = time.perf_counter()
+        fresh = EpisodeRun(("naive",), ep, b.policy_for(trace), view, insp.ctx.work_dir)
+        fresh.step(t)
+        naive.append((time.perf_counter() - s) * 1000)
+        fresh.discard()
+    return cached, plot, naive
+
+
+def bench_client(episode_id: str, moves: list[int]) -> list[float]:
+    from app_server import running_app
+    from gradio_client import Client
+
+    with running_app() as url:
+        c = Client(url, verbose=False, download_files=False)
+        c.predict(episode_id, *CONTROLS, api_name="/select_episode")
+        for t in range(max(moves) + 1):  # every step once: the cache is full afterwards
+            c.predict(episode_id, t, *CONTROLS, api_name="/render")
+        time.sleep(3)
+        out = []
+        for t in moves:
+            s = time.perf_counter()
+            c.predict(episode_id, t, *CONTROLS, api_name="/render")
+            out.append((time.perf_counter() - s) * 1000)
+        return out
+
+
+def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float]]:
+    from app_server import running_app
+    from playwright.sync_api import sync_playwright
+    from test_app_browser import ARGS, PLOT_MARKER, VARIANT_IMAGES
+
+    out, plot = [], []
+    with running_app() as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url)
+        page.wait_for_selector("#variant-C img", timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelector('#progress')?.innerText.includes('all steps cached')",
+            timeout=120_000,
+        )
+        last = -1
+        for t in moves:
+            if t == last:
+                continue
+            before = [page.locator(s).get_attribute("src") for s in VARIANT_IMAGES]
+            mark = page.locator(PLOT_MARKER).first.get_attribute("d")
+            s = time.perf_counter()
+            page.locator("#frame input[type=range]").fill(str(t))
+            page.wait_for_function(
+                """([sels, before]) => sels.every((s, i) => {
+                    const img = document.querySelector(s);
+                    return img && img.complete && img.getAttribute('src') !== before[i];
+                })""",
+                arg=[VARIANT_IMAGES, before],
+                polling="raf",
+            )
+            out.append((time.perf_counter() - s) * 1000)
+            page.wait_for_function(
+                "([sel, d]) => document.querySelector(sel)?.getAttribute('d') !== d",
+                arg=[PLOT_MARKER, mark],
+                polling="raf",
+            )
+            plot.append((time.perf_counter() - s) * 1000)
+            last = t
+        browser.close()
+    return out, plot
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--episode")
+    ap.add_argument("--moves", type=int, default=60)
+    ap.add_argument("--client", action="store_true", help="also the round trip through the launched app")
+    ap.add_argument("--browser", action="store_true", help="also chromium: slider -> new images shown")
+    args = ap.parse_args()
+    ctx = AppContext.create(AppSettings())
+    insp = Inspector(ctx)
+    choices = insp.episode_choices()
+    if not choices:
+        sys.exit("no bundled episodes in assets/episodes")
+    label, episode_id = next((c for c in choices if c[0] == args.episode), choices[0])
+    ep = ctx.store.get(episode_id)
+    moves = slider_moves(ep.num_frames, args.moves)
+    print(
+        f"episode {label}: {ep.num_frames} frames {ep.size[1]}x{ep.size[0]}; b=30, lk, episode depth, tiny policy"
+    )
+    print(f"{'path':<52} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    try:
+        cached, plot, naive = bench_handler(insp, episode_id, moves)
+    finally:
+        ctx.close()
+    print(f"{'handler, naive (recompute the step from scratch)':<52} {percentiles(naive)}")
+    print(f"{'handler, cached episode: pictures, text, tokens':<52} {percentiles(cached)}")
+    print(f"{'handler, cached episode: action chart with marker':<52} {percentiles(plot)}")
+    if args.client:
+        print(
+            f"{'round trip, gradio_client -> app (cached)':<52} {percentiles(bench_client(episode_id, moves))}"
+        )
+    if args.browser:
+        images, plot = bench_browser(label, moves)
+        print(f"{'chromium: slider moved -> 3 new variant images shown':<52} {percentiles(images)}")
+        print(f"{'chromium: slider moved -> action plot marker moved':<52} {percentiles(plot)}")
+
+
+if __name__ == "__main__":
+    main()
