@@ -23,6 +23,12 @@ VARIANT_NOTES = {
     "B": "B: constant, farthest valid depth of frame t",
     "C": "C: constant, nearest valid depth of frame t (paper's best)",
 }
+MARK_STEP_JS = """(t) => {
+    const gd = document.querySelector('#actions .js-plotly-plot');
+    if (window.Plotly && gd && gd.layout && gd.layout.shapes && gd.layout.shapes.length) {
+        window.Plotly.relayout(gd, {'shapes[0].x0': t, 'shapes[0].x1': t});
+    }
+}"""
 PLAY_INTERVAL_S = 0.1
 POLL_INTERVAL_S = 1.0
 
@@ -114,8 +120,11 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden").then(
         insp.plot_at, inputs, [plot], show_progress="hidden"
     )
-    for trigger in (slider, *controls):
-        trigger.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
+    slider.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last")
+    # the step marker moves in the browser: a full redraw of seven subplots would hold up the pictures
+    slider.change(None, [slider], None, js=MARK_STEP_JS)
+    for ctl in controls:
+        ctl.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
             insp.plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
     upload.upload(insp.upload, [upload], [episode, message])
