@@ -1,0 +1,185 @@
+"""The user-facing wrapper around the CoTracker3 network: checkpoint loading, resizing frames to
+the model resolution and coordinates back, grid or given queries, thresholded visibility.
+
+Frames are encoded one by one at the model resolution (`encode`), so a caller can keep the feature
+maps of frames it has already seen; `track` then runs only the transformer on a stack of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stvla_core.tracking.base import TrackerUnavailableError, grid_points
+from stvla_core.tracking.cotracker3.network import (
+    CoTrackerThreeBase,
+    CoTrackerThreeOffline,
+    CoTrackerThreeOnline,
+)
+
+CHECKPOINT_URLS = {
+    "offline": "https://huggingface.co/facebook/cotracker3/resolve/main/scaled_offline.pth",
+    "online": "https://huggingface.co/facebook/cotracker3/resolve/main/scaled_online.pth",
+}
+WINDOW_LEN = {"offline": 60, "online": 16}
+# Official predictor thresholds: offline keeps vis > 0.9, online keeps vis * confidence > 0.6.
+VIS_THRESHOLD = {"offline": 0.9, "online": 0.6}
+BACKENDS = ("native", "official")
+
+
+def _variant(online: bool) -> str:
+    return "online" if online else "offline"
+
+
+def _hub_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def load_checkpoint(checkpoint: str | Path | None, online: bool) -> dict[str, torch.Tensor]:
+    """The official state dict from a local `.pth`, or (checkpoint=None) from the official URL
+    through torch's hub cache. Raises TrackerUnavailableError saying how to get the file."""
+    url = CHECKPOINT_URLS[_variant(online)]
+    if checkpoint is None:
+        try:
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+        except Exception as exc:  # no network, proxy, HTTP error: all mean "not available here"
+            dest = _hub_path(url)
+            raise TrackerUnavailableError(
+                f"CoTracker3 {_variant(online)} weights are not in the torch hub cache ({dest}) "
+                f"and could not be downloaded ({type(exc).__name__}: {exc}); get them with: "
+                f"mkdir -p {dest.parent} && wget -O {dest} {url}"
+            ) from exc
+    else:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise TrackerUnavailableError(
+                f"CoTracker3 checkpoint {path} not found; download it with: wget -O {path} {url}"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("model", state) if isinstance(state, dict) else state
+
+
+def build_network(
+    online: bool, model_resolution: tuple[int, int] = (384, 512), backend: str = "native"
+) -> torch.nn.Module:
+    """An untrained network of the official architecture (stride 4, radius 3, official window)."""
+    kwargs = dict(
+        stride=4,
+        corr_radius=3,
+        window_len=WINDOW_LEN[_variant(online)],
+        model_resolution=tuple(model_resolution),
+    )
+    if backend == "native":
+        return (CoTrackerThreeOnline if online else CoTrackerThreeOffline)(**kwargs)
+    if backend != "official":
+        raise ValueError(f"cotracker3 backend: expected one of {BACKENDS}, found {backend!r}")
+    if importlib.util.find_spec("cotracker") is None:
+        raise TrackerUnavailableError(
+            "cotracker3 backend 'official' needs the official package: "
+            "pip install git+https://github.com/facebookresearch/co-tracker.git"
+        )
+    from cotracker.models.core.cotracker import cotracker3_offline, cotracker3_online
+
+    cls = cotracker3_online.CoTrackerThreeOnline if online else cotracker3_offline.CoTrackerThreeOffline
+    return cls(**kwargs)
+
+
+@dataclass
+class PredictorConfig:
+    checkpoint: str | None = None  # local .pth; None = official URL via torch hub cache
+    pretrained: bool = True  # False = random weights (tests, benchmarks)
+    online: bool = True  # online model (window 16, step 8) or offline model (window 60)
+    model_resolution: tuple[int, int] = (384, 512)
+    iters: int = 6  # transformer updates per window, as the official predictor
+    support_grid: int = 6  # extra grid of points tracked alongside given queries (official)
+    backend: str = "native"
+    device: str = "cpu"
+    seed: int = 0  # random weights when pretrained=False
+
+
+class CoTracker3Predictor:
+    """Tracks points through (T, H, W, 3) uint8 frames; answers in frame pixels."""
+
+    def __init__(self, config: PredictorConfig | None = None) -> None:
+        self.config = cfg = config or PredictorConfig()
+        h, w = cfg.model_resolution
+        if h % 4 or w % 4 or h < 32 or w < 32:
+            raise ValueError(
+                f"cotracker3 model_resolution: expected multiples of 4 of at least 32, found {(h, w)}"
+            )
+        state = load_checkpoint(cfg.checkpoint, cfg.online) if cfg.pretrained else None
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            self.model = build_network(cfg.online, cfg.model_resolution, cfg.backend)
+        if state is not None:
+            self.model.load_state_dict(state, strict=True)
+        self.model.eval().to(cfg.device)
+        self.vis_threshold = VIS_THRESHOLD[_variant(cfg.online)]
+
+    @property
+    def native(self) -> bool:
+        return isinstance(self.model, CoTrackerThreeBase)
+
+    def resize(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (1, T, 3, h, w) float 0..255 at the model resolution."""
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"cotracker3 frames: expected (T, H, W, 3), found {frames.shape}")
+        video = torch.from_numpy(np.ascontiguousarray(frames)).to(self.config.device)
+        video = video.permute(0, 3, 1, 2).float()
+        video = F.interpolate(video, self.config.model_resolution, mode="bilinear", align_corners=True)
+        return video[None]
+
+    def scale(self, size: tuple[int, int]) -> np.ndarray:
+        """(x, y) factors from frame pixels to model pixels (align-corners convention)."""
+        (h, w), (mh, mw) = size, self.config.model_resolution
+        return np.array([(mw - 1) / max(w - 1, 1), (mh - 1) / max(h - 1, 1)], np.float32)
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, 128, h/4, w/4) feature maps (native backend only)."""
+        if not self.native:
+            raise TrackerUnavailableError("feature caching needs backend='native'")
+        return self.model.encode(self.resize(frames))[0]
+
+    @torch.inference_mode()
+    def track(
+        self,
+        size: tuple[int, int],
+        queries: np.ndarray,
+        query_frame: int = 0,
+        fmaps: torch.Tensor | None = None,
+        frames: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Track (N, 2) (x, y) frame-pixel queries lying on `query_frame` through a clip of frames
+        of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`.
+
+        Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
+        each point is its query and visible (as the official predictor)."""
+        if queries.ndim != 2 or queries.shape[1] != 2:
+            raise ValueError(f"cotracker3 queries: expected (N, 2), found {queries.shape}")
+        cfg = self.config
+        s = self.scale(size)
+        q = queries.astype(np.float32) * s
+        n = len(q)
+        if cfg.support_grid:
+            q = np.concatenate([q, grid_points(cfg.model_resolution, cfg.support_grid, 8.0)])
+        q3 = np.concatenate([np.full((len(q), 1), query_frame, np.float32), q], axis=1)
+        qt = torch.from_numpy(q3)[None].to(cfg.device)
+        if fmaps is not None and self.native:
+            xy, vis, conf = self.model.track(fmaps[None], qt, cfg.iters)
+        else:
+            if frames is None:
+                raise ValueError("cotracker3 track: give fmaps (native backend) or frames")
+            xy, vis, conf, *_ = self.model(self.resize(frames), qt, iters=cfg.iters)
+        if cfg.online:
+            vis = vis * conf
+        points = (xy[0, :, :n].float().cpu().numpy() / s).astype(np.float32)
+        visible = vis[0, :, :n].float().cpu().numpy() > self.vis_threshold
+        points[query_frame] = queries
+        visible[query_frame] = True
+        return points, visible
