@@ -1,0 +1,185 @@
+"""CoTracker3: official weight layout, parity with official outputs, tracker mechanics.
+
+Random weights track nothing well, so these tests check mechanics (shapes, conventions, caching,
+errors), and numerical parity against outputs of the official code stored in tests/data
+(made by running facebookresearch/co-tracker on the same seeded random weights and video)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import translating_episode
+
+from stvla_core.tracking import TRACKERS, Clip, TrackerUnavailableError, Tracks
+from stvla_core.tracking.cotracker3.network import CoTrackerThreeOffline, CoTrackerThreeOnline
+from stvla_core.tracking.cotracker3.predictor import (
+    CHECKPOINT_URLS,
+    CoTracker3Predictor,
+    PredictorConfig,
+    load_checkpoint,
+)
+
+DATA = Path(__file__).parent / "data"
+RES = (64, 96)  # tiny model resolution: same parameters, little compute
+FAST = dict(pretrained=False, model_resolution=RES, iters=1, support_grid=0, grid=3)
+
+
+@pytest.fixture(scope="module")
+def official_keys() -> dict[str, dict[str, list[int]]]:
+    return json.loads((DATA / "cotracker3_keys.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def episode():
+    return translating_episode(t=12, h=48, w=64, dx=1.0)
+
+
+def clip_of(ep, start: int, stop: int, key: str = "ep") -> Clip:
+    return Clip(ep.frames[start:stop], np.arange(start, stop), key=key)
+
+
+@pytest.mark.parametrize(
+    ("variant", "cls", "window"),
+    [("offline", CoTrackerThreeOffline, 60), ("online", CoTrackerThreeOnline, 16)],
+)
+def test_official_key_layout_loads_strictly(official_keys, variant, cls, window):
+    model = cls(window_len=window)
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == official_keys[variant]
+    zeros = {k: torch.zeros(shape) for k, shape in official_keys[variant].items()}
+    model.load_state_dict(zeros, strict=True)
+    assert float(model.corr_mlp.fc1.weight.detach().abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("variant", "cls", "window", "frames"),
+    [("offline", CoTrackerThreeOffline, 60, 10), ("online", CoTrackerThreeOnline, 16, 20)],
+)
+def test_forward_matches_official_outputs(variant, cls, window, frames):
+    ref = np.load(DATA / "cotracker3_official_tiny_outputs.npz")
+    torch.manual_seed(0)
+    model = cls(window_len=window, model_resolution=RES).eval()
+    params = sum(p.double().sum().item() for p in model.state_dict().values())
+    assert params == pytest.approx(float(ref[f"{variant}_param_sum"]), rel=1e-9)  # same weights
+    video = torch.rand(1, frames, 3, *RES, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.inference_mode():
+        xy, vis, conf = model(video, torch.from_numpy(ref[f"{variant}_queries"]), iters=2)
+    np.testing.assert_allclose(xy.numpy(), ref[f"{variant}_tracks"], atol=1e-3)
+    np.testing.assert_allclose(vis.numpy(), ref[f"{variant}_vis"], atol=1e-4)
+    np.testing.assert_allclose(conf.numpy(), ref[f"{variant}_conf"], atol=1e-4)
+
+
+def test_tracker_output_shapes_and_conventions(episode):
+    tracker = TRACKERS.create("cotracker3", **FAST)
+    clip = clip_of(episode, 0, 8)
+    tracks = tracker.track(clip)
+    assert isinstance(tracks, Tracks)
+    assert tracks.points.shape == (8, 9, 2) and tracks.points.dtype == np.float32
+    assert tracks.visible.shape == (8, 9) and tracks.visible.dtype == np.bool_
+    assert np.isfinite(tracks.points).all()
+    # the newest frame holds the queries themselves: a 3x3 grid 4 px inside a 64 x 48 frame
+    np.testing.assert_array_equal(tracks.points[-1, [0, 2, 8]], [[4, 4], [59, 4], [59, 43]])
+    assert tracks.visible[-1].all()
+
+
+def test_network_visibility_is_a_probability():
+    model = CoTrackerThreeOnline(window_len=16, model_resolution=RES).eval()
+    video = torch.rand(1, 9, 3, *RES, generator=torch.Generator().manual_seed(2)) * 255
+    queries = torch.tensor([[[0.0, 10.0, 10.0], [0.0, 50.0, 40.0]]])
+    with torch.inference_mode():
+        xy, vis, conf = model(video, queries, iters=1)
+    assert xy.shape == (1, 9, 2, 2) and vis.shape == conf.shape == (1, 9, 2)
+    assert ((vis >= 0) & (vis <= 1) & (conf >= 0) & (conf <= 1)).all()
+
+
+def test_tracker_is_deterministic(episode):
+    clip = clip_of(episode, 0, 6)
+    a = TRACKERS.create("cotracker3", **FAST).track(clip)
+    b = TRACKERS.create("cotracker3", **FAST).track(clip)
+    np.testing.assert_array_equal(a.points, b.points)
+    np.testing.assert_array_equal(a.visible, b.visible)
+
+
+def test_coordinates_round_trip_through_the_model_resolution():
+    pred = CoTracker3Predictor(PredictorConfig(pretrained=False, model_resolution=(384, 512)))
+    s = pred.scale((64, 80))
+    np.testing.assert_allclose(s, [511 / 79, 383 / 63], rtol=1e-6)  # corners map to corners
+    pts = np.array([[0, 0], [79, 63], [12.5, 40.25]], np.float32)
+    np.testing.assert_allclose((pts * s) / s, pts, atol=1e-5)
+    video = pred.resize(np.zeros((2, 64, 80, 3), np.uint8))
+    assert video.shape == (1, 2, 3, 384, 512)
+
+
+def test_incremental_step_encodes_one_frame_and_matches_full_retrack(episode):
+    inc = TRACKERS.create("cotracker3", **FAST)
+    inc.track(clip_of(episode, 0, 8))
+    assert inc.encoded == 8
+    stepped = clip_of(episode, 1, 9)
+    got = inc.track(stepped)
+    assert inc.encoded == 9  # only the new newest frame went through the encoder
+    full = TRACKERS.create("cotracker3", **FAST, incremental=False)
+    want = full.track(stepped)
+    assert full.encoded == 8
+    np.testing.assert_allclose(got.points, want.points, atol=1e-3)
+    assert (got.visible == want.visible).mean() >= 0.95
+
+
+def test_cache_notices_a_changed_frame_behind_a_reused_index(episode):
+    tracker = TRACKERS.create("cotracker3", **FAST)
+    tracker.track(clip_of(episode, 0, 6))
+    restarted = Clip(episode.frames[6:12], np.arange(0, 6), key="ep")  # same indices, new frames
+    tracker.track(restarted)
+    assert tracker.encoded == 12
+
+
+def test_missing_checkpoint_names_the_file_and_the_download():
+    with pytest.raises(TrackerUnavailableError) as err:
+        TRACKERS.create("cotracker3", checkpoint="/nonexistent.pth")
+    msg = str(err.value)
+    assert "/nonexistent.pth" in msg and "wget" in msg and CHECKPOINT_URLS["online"] in msg
+
+
+def test_no_network_for_the_official_url_says_how_to_get_it(monkeypatch, tmp_path):
+    def offline(*_: object, **__: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(TrackerUnavailableError) as err:
+        load_checkpoint(None, online=False)
+    msg = str(err.value)
+    assert CHECKPOINT_URLS["offline"] in msg and str(tmp_path / "checkpoints") in msg
+
+
+def test_local_checkpoint_in_official_format_loads(tmp_path):
+    torch.manual_seed(3)
+    state = CoTrackerThreeOnline(window_len=16).state_dict()
+    path = tmp_path / "scaled_online.pth"
+    torch.save({"model": state}, path)
+    made = TRACKERS.create("cotracker3", checkpoint=str(path), model_resolution=RES)
+    loaded = made.predictor.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_bad_options_are_named():
+    with pytest.raises(TypeError, match="unknown options \\['grdi'\\]"):
+        TRACKERS.create("cotracker3", pretrained=False, grdi=3)
+    with pytest.raises(ValueError, match="model_resolution.*\\(30, 50\\)"):
+        TRACKERS.create("cotracker3", pretrained=False, model_resolution=(30, 50))
+    with pytest.raises(ValueError, match="backend.*'tf'"):
+        TRACKERS.create("cotracker3", pretrained=False, backend="tf")
+
+
+def test_official_backend_needs_the_official_package():
+    try:
+        import cotracker  # noqa: F401
+    except ImportError:
+        with pytest.raises(TrackerUnavailableError, match="pip install"):
+            TRACKERS.create("cotracker3", pretrained=False, backend="official")
+    else:
+        tracker = TRACKERS.create("cotracker3", **FAST, backend="official")
+        assert tracker.track(clip_of(translating_episode(t=9, h=48, w=64), 0, 9)).points.shape[0] == 9
