@@ -183,3 +183,20 @@ def test_official_backend_needs_the_official_package():
     else:
         tracker = TRACKERS.create("cotracker3", **FAST, backend="official")
         assert tracker.track(clip_of(translating_episode(t=9, h=48, w=64), 0, 9)).points.shape[0] == 9
+
+
+@pytest.mark.parametrize("b", [1, 2])
+def test_tracker_handles_the_first_steps_of_an_episode(episode, b):
+    tracks = TRACKERS.create("cotracker3", **FAST).track(clip_of(episode, 0, b))
+    assert tracks.points.shape == (b, 9, 2) and np.isfinite(tracks.points).all()
+
+
+def test_trace_pipeline_runs_cotracker3_by_name(episode):
+    from stvla_core.traces import TraceConfig, TracePipeline
+
+    pipe = TracePipeline(TraceConfig(buffer=7, tracker="cotracker3", tracker_options=FAST))
+    frame = pipe.at(episode, 8)
+    assert frame.tracks.points.shape == (7, 9, 2)
+    assert frame.traced_depth.shape == episode.frames.shape[1:3]
+    pipe.at(episode, 9)
+    assert pipe.tracker.encoded == 8  # the second step encoded one new frame
