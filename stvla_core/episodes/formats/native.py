@@ -9,14 +9,13 @@ renamed into place, so a crash never leaves a half-written episode. Loaded with 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
+from stvla_core.episodes.formats.io import atomic_target, build_episode
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
@@ -26,6 +25,7 @@ from stvla_core.episodes.formats.registry import (
 
 FORMAT = "stvla-episode"
 VERSION = 1
+META = ("instruction", "fps", "name", "source", "segmentation_names", "gt_point_names", "metadata")
 ARRAYS = ("frames", "depth", "segmentation", "actions", "intrinsics", "extrinsics", "gt_points", "gt_visible")
 
 
@@ -40,9 +40,7 @@ def save_npz(episode: Episode, path: Path) -> None:
         "gt_point_names": episode.gt_point_names,
         "metadata": episode.metadata,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         np.savez_compressed(
             tmp,
             format=np.array(FORMAT),
@@ -50,17 +48,6 @@ def save_npz(episode: Episode, path: Path) -> None:
             meta=np.array(json.dumps(meta)),
             **arrays,
         )
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_npz(path: Path, limits: LoadLimits) -> Episode:
@@ -89,8 +76,10 @@ def load_npz(path: Path, limits: LoadLimits) -> Episode:
         ) from None
     if "frames" not in arrays:
         raise EpisodeError(f"{str(path)!r} has no frames")
+    if not isinstance(meta, dict) or not set(meta) <= set(META):
+        raise EpisodeError(f"{str(path)!r} entry 'meta': expected a JSON object with keys {', '.join(META)}")
     meta["segmentation_names"] = {int(k): v for k, v in meta.get("segmentation_names", {}).items()}
-    return Episode(**arrays, **meta)
+    return build_episode(arrays.pop("frames"), {**arrays, **meta}, path)
 
 
 def _detect(p: Path) -> bool:

@@ -43,6 +43,12 @@ def register_format(fmt: EpisodeFormat) -> EpisodeFormat:
     return fmt
 
 
+def _get(name: str) -> EpisodeFormat:
+    if name not in EPISODE_FORMATS:
+        raise EpisodeError(f"unknown episode format {name!r}; expected one of {', '.join(_ORDER)}")
+    return EPISODE_FORMATS.create(name)
+
+
 def _size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -69,7 +75,7 @@ def load_episode(
     p = Path(path)
     limits = limits or LoadLimits()
     name = format or detect_format(p)
-    fmt = EPISODE_FORMATS.create(name)
+    fmt = _get(name)
     if not p.exists():
         raise EpisodeError(f"episode file {str(p)!r} does not exist")
     size = _size_of(p)
@@ -92,7 +98,7 @@ def save_episode(episode: Episode, path: str | os.PathLike[str], format: str | N
     name = format or next((n for n in _ORDER if EPISODE_FORMATS.create(n).save and _suffix_ok(n, p)), None)
     if name is None:
         raise EpisodeError(f"no episode format writes {p.suffix!r} files ({str(p)!r})")
-    fmt = EPISODE_FORMATS.create(name)
+    fmt = _get(name)
     if fmt.save is None:
         raise EpisodeError(f"episode format {name!r} is read-only")
     p.parent.mkdir(parents=True, exist_ok=True)

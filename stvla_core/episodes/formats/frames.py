@@ -1,0 +1,120 @@
+"""A folder of PNG/JPEG frames, ordered naturally by file name (frame_2 before frame_10), with an
+optional `episode.json` sidecar in the folder (instruction, fps, actions (T, 7), intrinsics (3, 3),
+name, source, metadata). Saving writes lossless PNGs `frame_000000.png`... and the sidecar into a
+temporary folder beside the target, renamed into place when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from stvla_core.episodes.episode import Episode, EpisodeError
+from stvla_core.episodes.formats.io import build_episode, read_json, sidecar_fields, umask, where
+from stvla_core.episodes.formats.registry import (
+    EpisodeFormat,
+    LoadLimits,
+    register_format,
+    register_save_suffixes,
+)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SIDECAR = "episode.json"
+DEFAULT_FPS = 10.0
+
+
+def natural_key(name: str) -> list[Any]:
+    """'frame_10' sorts after 'frame_2': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise EpisodeError(
+            f"frame {where(path)} is not a readable image (corrupt or truncated?): {e}"
+        ) from None
+
+
+def load_frames_episode(path: Path, limits: LoadLimits) -> Episode:
+    if not path.is_dir():
+        raise EpisodeError(f"{where(path)} is not a folder of frames")
+    files = frame_files(path)
+    if not files:
+        raise EpisodeError(f"folder {where(path)} holds no {'/'.join(IMAGE_SUFFIXES)} frames")
+    if len(files) > limits.max_frames:
+        raise EpisodeError(
+            f"folder {where(path)} holds {len(files)} frames, over the limit of {limits.max_frames}"
+        )
+    side = path / SIDECAR
+    fields = sidecar_fields(read_json(side), side) if side.is_file() else {}
+    frames = [_read_image(files[0])]
+    for f in files[1:]:
+        rgb = _read_image(f)
+        if rgb.shape != frames[0].shape:
+            raise EpisodeError(
+                f"frame {where(f)} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                f"expected {frames[0].shape[1]}x{frames[0].shape[0]} like {files[0].name!r}"
+            )
+        frames.append(rgb)
+    fields.setdefault("fps", DEFAULT_FPS)
+    fields.setdefault("name", path.name)
+    fields.setdefault("source", str(path))
+    return build_episode(np.stack(frames), fields, side if side.is_file() else path)
+
+
+def save_frames_episode(episode: Episode, path: Path) -> None:
+    """Refuses to replace a non-empty folder (it may be someone's data, not an earlier save)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise EpisodeError(f"cannot write a frames folder at {where(path)}: it exists and is not empty")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        for i, rgb in enumerate(episode.frames):
+            Image.fromarray(rgb).save(tmp / f"frame_{i:06d}.png")
+        sidecar = {
+            "instruction": episode.instruction,
+            "fps": episode.fps,
+            "name": episode.name,
+            "source": episode.source,
+            "actions": None if episode.actions is None else episode.actions.tolist(),
+            "intrinsics": None if episode.intrinsics is None else episode.intrinsics.tolist(),
+            "metadata": episode.metadata,
+        }
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
+        os.chmod(tmp, 0o777 & ~umask())
+        if path.exists():
+            path.rmdir()  # empty, checked above
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _detect(p: Path) -> bool:
+    return p.is_dir() and any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+
+
+register_format(
+    EpisodeFormat(
+        "frames",
+        _detect,
+        load_frames_episode,
+        save_frames_episode,
+        f"a folder of {'/'.join(IMAGE_SUFFIXES)} frames with an optional {SIDECAR}",
+    )
+)
+register_save_suffixes("frames", "")

@@ -1,0 +1,275 @@
+"""A LeRobot dataset folder (codebase versions v2.0/v2.1 and v3.0), one episode and one camera.
+
+Both layouts have `meta/info.json` with `codebase_version`, `fps`, `chunks_size`, `features`
+(camera keys are the features of dtype "video" or "image") and the path templates `data_path`
+and `video_path`.
+- v2.x, one episode per file: `data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet`,
+  `videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4`, episodes in
+  `meta/episodes.jsonl` ({"episode_index", "tasks", "length"}), tasks in `meta/tasks.jsonl`
+  ({"task_index", "task"}); episode_chunk = episode_index // chunks_size.
+- v3.0, many episodes per file: `data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet`,
+  `videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4`; one row per episode in
+  `meta/episodes/chunk-*/file-*.parquet` with `data/chunk_index`, `data/file_index`,
+  `dataset_from_index`, `dataset_to_index`, and per camera `videos/{key}/chunk_index`,
+  `videos/{key}/file_index`, `videos/{key}/from_timestamp`, `videos/{key}/to_timestamp`;
+  tasks in `meta/tasks.parquet` (task strings as the index, column `task_index`).
+Each data row is matched to the video frame nearest its `timestamp` (plus the episode's
+from_timestamp in v3.0), within half a frame. Actions come from the `action` column when it has 7
+values per row; the instruction is the row's task. Read-only."""
+
+from __future__ import annotations
+
+import io as _io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
+from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
+from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, register_format
+
+INFO = Path("meta") / "info.json"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise EpisodeError(f"LeRobot file {where(path)} does not exist")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise EpisodeError(
+            f"{where(path)} is not a readable parquet file (corrupt or truncated?): {e}"
+        ) from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise EpisodeError(f"LeRobot file {where(path)} does not exist")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                raise EpisodeError(f"{where(path)} line {n} is not valid JSON: {e}") from None
+    return rows
+
+
+def _require(info: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in info:
+        raise EpisodeError(f"LeRobot {where(path)} has no {key!r} entry")
+    return info[key]
+
+
+def cameras(info: dict[str, Any]) -> list[str]:
+    """Camera keys in the order info.json lists them."""
+    return [
+        k
+        for k, f in info.get("features", {}).items()
+        if isinstance(f, dict) and f.get("dtype") in ("video", "image")
+    ]
+
+
+def _episode_v2(
+    root: Path, info: dict[str, Any], index: int, camera: str
+) -> tuple[pd.DataFrame, Path, float, list[str], dict[str, Any]]:
+    episodes = _read_jsonl(root / "meta" / "episodes.jsonl")
+    row = next((e for e in episodes if e.get("episode_index") == index), None)
+    if row is None:
+        found = sorted(e.get("episode_index") for e in episodes)
+        raise EpisodeError(
+            f"LeRobot dataset {where(root)} has no episode {index}; it has episodes {_span(found)}"
+        )
+    chunk = index // int(info.get("chunks_size", 1000))
+    data = root / _require(info, "data_path", root / INFO).format(episode_chunk=chunk, episode_index=index)
+    video_t = info.get("video_path")
+    video = (
+        root / video_t.format(episode_chunk=chunk, video_key=camera, episode_index=index) if video_t else root
+    )
+    tasks_file = root / "meta" / "tasks.jsonl"
+    tasks = {t["task_index"]: t["task"] for t in _read_jsonl(tasks_file)} if tasks_file.is_file() else {}
+    df = _read_parquet(data)
+    if "episode_index" in df:
+        df = df[df["episode_index"] == index]
+    return df, video, 0.0, list(row.get("tasks", [])), tasks
+
+
+def _episode_v3(
+    root: Path, info: dict[str, Any], index: int, camera: str
+) -> tuple[pd.DataFrame, Path, float, list[str], dict[str, Any]]:
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise EpisodeError(f"LeRobot v3.0 dataset {where(root)} has no meta/episodes/chunk-*/file-*.parquet")
+    episodes = pd.concat([_read_parquet(f) for f in files], ignore_index=True)
+    match = episodes[episodes["episode_index"] == index]
+    if match.empty:
+        raise EpisodeError(
+            f"LeRobot dataset {where(root)} has no episode {index}; it has episodes "
+            f"{_span(sorted(int(i) for i in episodes['episode_index']))}"
+        )
+    row = match.iloc[0]
+    data = root / _require(info, "data_path", root / INFO).format(
+        chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+    )
+    df = _read_parquet(data)
+    df = df[df["episode_index"] == index] if "episode_index" in df else df
+    video, start = root, 0.0
+    if info["features"][camera].get("dtype") == "video":
+        key = f"videos/{camera}/"
+        video = root / _require(info, "video_path", root / INFO).format(
+            video_key=camera,
+            chunk_index=int(row[key + "chunk_index"]),
+            file_index=int(row[key + "file_index"]),
+        )
+        start = float(row[key + "from_timestamp"])
+    tasks_file = root / "meta" / "tasks.parquet"
+    tasks: dict[Any, str] = {}
+    if tasks_file.is_file():
+        t = _read_parquet(tasks_file)
+        names = t["task"] if "task" in t else pd.Series(t.index, index=t.index)
+        tasks = dict(zip(t["task_index"].astype(int), names.astype(str), strict=True))
+    listed = row["tasks"] if "tasks" in row and row["tasks"] is not None else []
+    return df, video, start, [str(x) for x in listed], tasks
+
+
+def _span(indices: list[int]) -> str:
+    if not indices:
+        return "none"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}..{indices[-1]}"
+    return ", ".join(map(str, indices))
+
+
+def _frames_from_video(video: Path, times: np.ndarray, fps: float, limits: LoadLimits) -> np.ndarray:
+    slack = 0.5 / fps
+    frames, ftimes, _ = decode_video(
+        video, limits, start_s=float(times[0]), end_s=float(times[-1]) + 2 * slack
+    )
+    nearest = (
+        np.clip(np.searchsorted(ftimes, times), 1, len(ftimes) - 1)
+        if len(ftimes) > 1
+        else np.zeros(len(times), int)
+    )
+    if len(ftimes) > 1:
+        left = nearest - 1
+        nearest = np.where(np.abs(ftimes[left] - times) <= np.abs(ftimes[nearest] - times), left, nearest)
+    gap = np.abs(ftimes[nearest] - times)
+    if (gap > slack).any():
+        i = int(np.argmax(gap))
+        raise EpisodeError(
+            f"video {where(video)} has no frame within {slack:.3f} s of t={times[i]:.3f} s "
+            f"(row {i} of the episode; nearest frame at {ftimes[nearest[i]]:.3f} s)"
+        )
+    return frames[nearest]
+
+
+def _frames_from_images(df: pd.DataFrame, camera: str, root: Path) -> np.ndarray:
+    out = []
+    for i, cell in enumerate(df[camera]):
+        data = cell.get("bytes") if isinstance(cell, dict) else None
+        if not data:
+            raise EpisodeError(f"LeRobot dataset {where(root)} image {camera!r} row {i} holds no image bytes")
+        try:
+            with Image.open(_io.BytesIO(data)) as im:
+                out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except OSError as e:
+            raise EpisodeError(
+                f"LeRobot dataset {where(root)} image {camera!r} row {i} is unreadable: {e}"
+            ) from None
+    if len({f.shape for f in out}) > 1:
+        raise EpisodeError(f"LeRobot dataset {where(root)} images {camera!r} have mixed sizes")
+    return np.stack(out)
+
+
+def load_lerobot_episode(
+    path: Path, limits: LoadLimits, episode_index: int = 0, camera: str | None = None
+) -> Episode:
+    """episode_index: the dataset's `episode_index`; camera: a feature key such as
+    "observation.images.top" (default: the first camera info.json lists)."""
+    info_path = path / INFO
+    info = read_json(info_path)
+    if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
+        raise EpisodeError(f"LeRobot {where(info_path)} has no 'features' object")
+    version = str(_require(info, "codebase_version", info_path))
+    fps = float(_require(info, "fps", info_path))
+    cams = cameras(info)
+    if not cams:
+        raise EpisodeError(
+            f"LeRobot dataset {where(path)} has no camera (no feature of dtype video or image)"
+        )
+    camera = camera or cams[0]
+    if camera not in cams:
+        raise EpisodeError(
+            f"LeRobot dataset {where(path)} has no camera {camera!r}; expected one of {', '.join(cams)}"
+        )
+    if version.startswith("v2"):
+        df, video, start, listed, tasks = _episode_v2(path, info, episode_index, camera)
+    elif version.startswith("v3"):
+        df, video, start, listed, tasks = _episode_v3(path, info, episode_index, camera)
+    else:
+        raise EpisodeError(
+            f"LeRobot {where(info_path)} codebase_version {version!r}: expected v2.0, v2.1 or v3.0"
+        )
+    if df.empty:
+        raise EpisodeError(f"LeRobot dataset {where(path)} episode {episode_index} has no data rows")
+    if len(df) > limits.max_frames:
+        raise EpisodeError(
+            f"LeRobot dataset {where(path)} episode {episode_index} has {len(df)} frames, over the limit of {limits.max_frames}"
+        )
+    if "frame_index" in df:
+        df = df.sort_values("frame_index")
+    if info["features"][camera].get("dtype") == "video":
+        rel = df["timestamp"].to_numpy(np.float64) if "timestamp" in df else np.arange(len(df)) / fps
+        frames = _frames_from_video(video, start + rel, fps, limits)
+    else:
+        frames = _frames_from_images(df, camera, path)
+
+    metadata: dict[str, Any] = {
+        "lerobot": {
+            "codebase_version": version,
+            "episode_index": episode_index,
+            "camera": camera,
+            "cameras": cams,
+            "robot_type": info.get("robot_type"),
+        }
+    }
+    actions = None
+    if "action" in df:
+        a = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in df["action"]])
+        if a.shape[1] == ACTION_DIM:
+            actions = a
+        else:
+            metadata["lerobot"]["action_dim"] = int(a.shape[1])
+    instruction = ""
+    if "task_index" in df and tasks:
+        instruction = str(tasks.get(int(df["task_index"].iloc[0]), ""))
+    if not instruction and listed:
+        instruction = listed[0]
+    fields = {
+        "instruction": instruction,
+        "fps": fps,
+        "actions": actions,
+        "name": f"{path.name}_episode_{episode_index}",
+        "source": str(path),
+        "metadata": metadata,
+    }
+    return build_episode(frames, fields, path)
+
+
+def _detect(p: Path) -> bool:
+    return p.is_dir() and (p / INFO).is_file()
+
+
+register_format(
+    EpisodeFormat(
+        "lerobot",
+        _detect,
+        load_lerobot_episode,
+        None,
+        "a LeRobot dataset folder (meta/info.json, v2.x or v3.0)",
+    )
+)
