@@ -123,6 +123,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     slider.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last")
     # the step marker moves in the browser: a full redraw of seven subplots would hold up the pictures
     slider.change(None, [slider], None, js=MARK_STEP_JS)
+    plot.change(None, [slider], None, js=MARK_STEP_JS)  # a chart sent for an older step catches up
     for ctl in controls:
         ctl.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
             insp.plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"

@@ -86,6 +86,9 @@ def test_select_an_episode_step_it_and_survive_a_corrupt_upload(page, tmp_path: 
     page.wait_for_function("name => document.querySelector('#info')?.innerText.includes(name)", arg=target)
     after_select = wait_for_new_images(page, before) if target != names[0] else sources(page)
     assert all(after_select)
+    page.wait_for_function(
+        "() => document.querySelector('#progress')?.innerText.includes('all steps cached')"
+    )
 
     # move the slider: the three variants and the action plot's step marker change
     mark0 = marker(page)
@@ -110,3 +113,16 @@ def test_select_an_episode_step_it_and_survive_a_corrupt_upload(page, tmp_path: 
     page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 20')")
     wait_for_new_images(page, after_step)
     page.locator("#variant-C").screenshot(path=str(ARTIFACTS / "variant-C-step20.png"))
+
+
+def test_play_advances_the_frame_and_pause_stops_it(page) -> None:
+    move_slider(page, 0)
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 0 ')")
+    page.locator("#play").click()
+    page.wait_for_function("() => /frame ([3-9]|\\d\\d+) /.test(document.querySelector('#info')?.innerText)")
+    page.locator("#play").click()
+    page.wait_for_function("() => document.querySelector('#play')?.innerText.includes('Play')")
+    page.wait_for_timeout(500)  # let a tick already in flight land
+    frame = page.locator("#frame input[type=number]").input_value()
+    page.wait_for_timeout(600)  # several play intervals: a running player would have moved on
+    assert page.locator("#frame input[type=number]").input_value() == frame
