@@ -189,21 +189,15 @@ def _even(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: float, crf: int = 17) -> None:
-    """Write (T, H, W, 3) uint8 RGB frames to `path` atomically: .mp4 as H.264 (yuv420p, sizes
-    padded to even), .gif as a palette GIF."""
-    suffix = path.suffix.lower()
-    with atomic_target(path) as tmp, av.open(str(tmp), "w", format=suffix.lstrip(".")) as out:
-        rate = Fraction(fps).limit_denominator(1001)
-        if suffix == ".mp4":
-            frames = _even(frames)
-            stream = out.add_stream("libx264", rate=rate)
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
-        elif suffix == ".gif":
-            stream = out.add_stream("gif", rate=rate)
-            stream.pix_fmt = "rgb8"
-        else:
-            raise EpisodeError(f"cannot write video {where(path)}: expected .mp4 or .gif")
+    """Write (T, H, W, 3) uint8 RGB frames to `path` atomically as H.264 mp4 (yuv420p, sizes padded
+    to even). GIF is read but not written: FFmpeg's fixed 3-3-2 palette loses too much colour."""
+    if path.suffix.lower() != ".mp4":
+        raise EpisodeError(f"cannot write video {where(path)}: expected a .mp4 path")
+    frames = _even(frames)
+    with atomic_target(path) as tmp, av.open(str(tmp), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
         stream.height, stream.width = frames.shape[1:3]
         for rgb in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))

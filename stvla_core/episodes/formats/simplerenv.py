@@ -85,8 +85,8 @@ def load_simplerenv_episode(path: Path, limits: LoadLimits) -> Episode:
     instruction = ENV_INSTRUCTIONS.get(info.get("env_name", ""))
     if instruction:
         fields.setdefault("instruction", instruction)
-    frames, _, _ = decode_video(path, limits)
-    fields.setdefault("fps", SIMPLERENV_FPS)
+    frames, _, fps = decode_video(path, limits)
+    fields.setdefault("fps", fps or SIMPLERENV_FPS)
     fields.setdefault("name", path.stem)
     fields.setdefault("source", str(path))
     return build_episode(frames, fields, side if side.is_file() else path)

@@ -1,6 +1,6 @@
 """A plain video (mp4, webm, mkv, mov, gif) decoded with PyAV, plus an optional sidecar JSON with
 the same stem (`clip.mp4` + `clip.json`) holding what a video cannot: instruction, actions (T, 7),
-fps, intrinsics (3, 3), name, source, metadata. Saving writes H.264 mp4 (or gif) and the sidecar;
+fps, intrinsics (3, 3), name, source, metadata. Saving writes H.264 mp4 and the sidecar;
 the sidecar keeps the true width/height so odd sizes padded for H.264 are cropped back on load."""
 
 from __future__ import annotations
@@ -78,4 +78,4 @@ register_format(
         "a video (" + ", ".join(VIDEO_SUFFIXES) + ") with an optional <stem>.json sidecar",
     )
 )
-register_save_suffixes("video", ".mp4", ".gif")
+register_save_suffixes("video", ".mp4")
