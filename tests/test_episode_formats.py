@@ -3,6 +3,7 @@ v3.0 folders, SimplerEnv rollout names, and clear errors for every kind of bad i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -185,6 +186,15 @@ def test_video_without_sidecar_takes_fps_from_the_stream(tmp_path: Path) -> None
     ep = load_episode(tmp_path / "plain.mp4")
     assert (ep.num_frames, ep.size, ep.fps, ep.name, ep.actions) == (5, (32, 48), 12.0, "plain", None)
     assert np.abs(ep.frames.astype(int) - frames).mean() < 3.0
+
+
+def test_video_with_a_sidecar_elsewhere(tmp_path: Path) -> None:
+    write_video(moving_frames(3, 16, 16), tmp_path / "clip.mp4")
+    (tmp_path / "labels.json").write_text(json.dumps({"instruction": "wave", "fps": 3}))
+    ep = load_episode(tmp_path / "clip.mp4", sidecar=tmp_path / "labels.json")
+    assert (ep.instruction, ep.fps) == ("wave", 3.0)
+    with pytest.raises(EpisodeError, match=r"sidecar .*missing\.json' does not exist"):
+        load_episode(tmp_path / "clip.mp4", sidecar=tmp_path / "missing.json")
 
 
 def test_gif_is_read(tmp_path: Path) -> None:
@@ -386,6 +396,39 @@ def test_lerobot_missing_video_names_it(tmp_path: Path) -> None:
         EpisodeError, match=r"observation\.images\.wrist/episode_000002\.mp4.* does not exist"
     ):
         load_episode(root, episode_index=2, camera="observation.images.wrist")
+
+
+def test_lerobot_image_features_stored_in_parquet(tmp_path: Path) -> None:
+    root = make_lerobot_v21(tmp_path / "ds")
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"]["observation.image"] = {"dtype": "image", "shape": [8, 10, 3], "names": None}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    data = root / "data/chunk-000/episode_000001.parquet"
+    df = pd.read_parquet(data)
+    cells = []
+    for i in range(len(df)):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((8, 10, 3), 10 * i, np.uint8)).save(buf, format="PNG")
+        cells.append({"bytes": buf.getvalue(), "path": f"frame_{i}.png"})
+    df["observation.image"] = cells
+    df.to_parquet(data)
+    ep = load_episode(root, episode_index=1, camera="observation.image")
+    assert ep.frames.shape == (LENGTHS[1], 8, 10, 3)
+    assert [int(f[0, 0, 0]) for f in ep.frames] == [10 * i for i in range(LENGTHS[1])]
+    assert np.array_equal(ep.actions, episode_actions(1))
+
+
+def test_lerobot_byte_limit_counts_only_the_episode_files(lerobot_v21: Path) -> None:
+    episode_files = [
+        lerobot_v21 / "data/chunk-000/episode_000000.parquet",
+        lerobot_v21 / "videos/chunk-000/observation.images.top/episode_000000.mp4",
+    ]
+    need = sum(f.stat().st_size for f in episode_files)
+    whole = sum(f.stat().st_size for f in lerobot_v21.rglob("*") if f.is_file())
+    assert whole > need
+    assert load_episode(lerobot_v21, limits=LoadLimits(max_bytes=need)).num_frames == LENGTHS[0]
+    with pytest.raises(EpisodeError, match=f"is {need} bytes, over the limit of {need - 1} bytes"):
+        load_episode(lerobot_v21, limits=LoadLimits(max_bytes=need - 1))
 
 
 def test_lerobot_corrupt_parquet(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from stvla_core.episodes.formats.io import build_episode, read_json, sidecar_fie
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
+    check_size,
     register_format,
     register_save_suffixes,
 )
@@ -60,6 +61,7 @@ def load_frames_episode(path: Path, limits: LoadLimits) -> Episode:
         raise EpisodeError(
             f"folder {where(path)} holds {len(files)} frames, over the limit of {limits.max_frames}"
         )
+    check_size(files, limits, path)
     side = path / SIDECAR
     fields = sidecar_fields(read_json(side), side) if side.is_file() else {}
     frames = [_read_image(files[0])]

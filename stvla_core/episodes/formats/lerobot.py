@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from PIL import Image
 
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
 from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
-from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, register_format
+from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, check_size, register_format
 
 INFO = Path("meta") / "info.json"
 
@@ -74,9 +75,19 @@ def cameras(info: dict[str, Any]) -> list[str]:
     ]
 
 
-def _episode_v2(
-    root: Path, info: dict[str, Any], index: int, camera: str
-) -> tuple[pd.DataFrame, Path, float, list[str], dict[str, Any]]:
+@dataclass
+class _Located:
+    """Where one episode lives: its data file, its camera's video (None for image features) and
+    the episode's start time in that video, the tasks its metadata lists, task_index -> task."""
+
+    data: Path
+    video: Path | None
+    start_s: float
+    listed_tasks: list[str]
+    tasks: dict[int, str]
+
+
+def _locate_v2(root: Path, info: dict[str, Any], index: int, camera: str) -> _Located:
     episodes = _read_jsonl(root / "meta" / "episodes.jsonl")
     row = next((e for e in episodes if e.get("episode_index") == index), None)
     if row is None:
@@ -86,25 +97,26 @@ def _episode_v2(
         )
     chunk = index // int(info.get("chunks_size", 1000))
     data = root / _require(info, "data_path", root / INFO).format(episode_chunk=chunk, episode_index=index)
-    video_t = info.get("video_path")
-    video = (
-        root / video_t.format(episode_chunk=chunk, video_key=camera, episode_index=index) if video_t else root
-    )
+    video = None
+    if info["features"][camera].get("dtype") == "video":
+        template = _require(info, "video_path", root / INFO)
+        video = root / template.format(episode_chunk=chunk, video_key=camera, episode_index=index)
     tasks_file = root / "meta" / "tasks.jsonl"
-    tasks = {t["task_index"]: t["task"] for t in _read_jsonl(tasks_file)} if tasks_file.is_file() else {}
-    df = _read_parquet(data)
-    if "episode_index" in df:
-        df = df[df["episode_index"] == index]
-    return df, video, 0.0, list(row.get("tasks", [])), tasks
+    tasks = (
+        {int(t["task_index"]): str(t["task"]) for t in _read_jsonl(tasks_file)}
+        if tasks_file.is_file()
+        else {}
+    )
+    return _Located(data, video, 0.0, [str(t) for t in row.get("tasks", [])], tasks)
 
 
-def _episode_v3(
-    root: Path, info: dict[str, Any], index: int, camera: str
-) -> tuple[pd.DataFrame, Path, float, list[str], dict[str, Any]]:
+def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Located:
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
         raise EpisodeError(f"LeRobot v3.0 dataset {where(root)} has no meta/episodes/chunk-*/file-*.parquet")
     episodes = pd.concat([_read_parquet(f) for f in files], ignore_index=True)
+    if "episode_index" not in episodes:
+        raise EpisodeError(f"LeRobot dataset {where(root)} episode metadata has no 'episode_index' column")
     match = episodes[episodes["episode_index"] == index]
     if match.empty:
         raise EpisodeError(
@@ -112,28 +124,32 @@ def _episode_v3(
             f"{_span(sorted(int(i) for i in episodes['episode_index']))}"
         )
     row = match.iloc[0]
+
+    def col(key: str) -> Any:
+        if key not in row:
+            raise EpisodeError(f"LeRobot dataset {where(root)} episode metadata has no {key!r} column")
+        return row[key]
+
     data = root / _require(info, "data_path", root / INFO).format(
-        chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+        chunk_index=int(col("data/chunk_index")), file_index=int(col("data/file_index"))
     )
-    df = _read_parquet(data)
-    df = df[df["episode_index"] == index] if "episode_index" in df else df
-    video, start = root, 0.0
+    video, start = None, 0.0
     if info["features"][camera].get("dtype") == "video":
         key = f"videos/{camera}/"
         video = root / _require(info, "video_path", root / INFO).format(
             video_key=camera,
-            chunk_index=int(row[key + "chunk_index"]),
-            file_index=int(row[key + "file_index"]),
+            chunk_index=int(col(key + "chunk_index")),
+            file_index=int(col(key + "file_index")),
         )
-        start = float(row[key + "from_timestamp"])
+        start = float(col(key + "from_timestamp"))
     tasks_file = root / "meta" / "tasks.parquet"
-    tasks: dict[Any, str] = {}
+    tasks: dict[int, str] = {}
     if tasks_file.is_file():
         t = _read_parquet(tasks_file)
         names = t["task"] if "task" in t else pd.Series(t.index, index=t.index)
         tasks = dict(zip(t["task_index"].astype(int), names.astype(str), strict=True))
     listed = row["tasks"] if "tasks" in row and row["tasks"] is not None else []
-    return df, video, start, [str(x) for x in listed], tasks
+    return _Located(data, video, start, [str(x) for x in listed], tasks)
 
 
 def _span(indices: list[int]) -> str:
@@ -207,13 +223,20 @@ def load_lerobot_episode(
             f"LeRobot dataset {where(path)} has no camera {camera!r}; expected one of {', '.join(cams)}"
         )
     if version.startswith("v2"):
-        df, video, start, listed, tasks = _episode_v2(path, info, episode_index, camera)
+        loc = _locate_v2(path, info, episode_index, camera)
     elif version.startswith("v3"):
-        df, video, start, listed, tasks = _episode_v3(path, info, episode_index, camera)
+        loc = _locate_v3(path, info, episode_index, camera)
     else:
         raise EpisodeError(
             f"LeRobot {where(info_path)} codebase_version {version!r}: expected v2.0, v2.1 or v3.0"
         )
+    for f in (loc.data, loc.video):
+        if f is not None and not f.is_file():
+            raise EpisodeError(f"LeRobot file {where(f)} does not exist")
+    check_size([f for f in (loc.data, loc.video) if f is not None], limits, path)
+    df = _read_parquet(loc.data)
+    if "episode_index" in df:
+        df = df[df["episode_index"] == episode_index]
     if df.empty:
         raise EpisodeError(f"LeRobot dataset {where(path)} episode {episode_index} has no data rows")
     if len(df) > limits.max_frames:
@@ -222,9 +245,9 @@ def load_lerobot_episode(
         )
     if "frame_index" in df:
         df = df.sort_values("frame_index")
-    if info["features"][camera].get("dtype") == "video":
+    if loc.video is not None:
         rel = df["timestamp"].to_numpy(np.float64) if "timestamp" in df else np.arange(len(df)) / fps
-        frames = _frames_from_video(video, start + rel, fps, limits)
+        frames = _frames_from_video(loc.video, loc.start_s + rel, fps, limits)
     else:
         frames = _frames_from_images(df, camera, path)
 
@@ -239,16 +262,21 @@ def load_lerobot_episode(
     }
     actions = None
     if "action" in df:
-        a = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in df["action"]])
+        try:
+            a = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in df["action"]])
+        except (TypeError, ValueError) as e:
+            raise EpisodeError(
+                f"LeRobot file {where(loc.data)} column 'action' is not numeric rows of one size: {e}"
+            ) from None
         if a.shape[1] == ACTION_DIM:
             actions = a
         else:
             metadata["lerobot"]["action_dim"] = int(a.shape[1])
     instruction = ""
-    if "task_index" in df and tasks:
-        instruction = str(tasks.get(int(df["task_index"].iloc[0]), ""))
-    if not instruction and listed:
-        instruction = listed[0]
+    if "task_index" in df and loc.tasks:
+        instruction = loc.tasks.get(int(df["task_index"].iloc[0]), "")
+    if not instruction and loc.listed_tasks:
+        instruction = loc.listed_tasks[0]
     fields = {
         "instruction": instruction,
         "fps": fps,

@@ -1,5 +1,5 @@
 """One registry of episode formats; `load_episode` picks the format from the path (suffix, file
-name, folder contents) unless one is named, and checks size limits before reading anything."""
+name, folder contents) unless one is named, and checks size limits before decoding anything."""
 
 from __future__ import annotations
 
@@ -49,10 +49,15 @@ def _get(name: str) -> EpisodeFormat:
     return EPISODE_FORMATS.create(name)
 
 
-def _size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def check_size(files: list[Path], limits: LoadLimits, what: Path) -> None:
+    """Refuse `what` when the files it would read are empty or together over the byte limit.
+    Folder formats call this with the files they read: a LeRobot dataset may be far larger than
+    the one episode asked for."""
+    size = sum(f.stat().st_size for f in files if f.is_file())
+    if size == 0:
+        raise EpisodeError(f"{str(what)!r} is empty")
+    if size > limits.max_bytes:
+        raise EpisodeError(f"{str(what)!r} is {size} bytes, over the limit of {limits.max_bytes} bytes")
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -78,11 +83,8 @@ def load_episode(
     fmt = _get(name)
     if not p.exists():
         raise EpisodeError(f"episode file {str(p)!r} does not exist")
-    size = _size_of(p)
-    if size == 0:
-        raise EpisodeError(f"{str(p)!r} is empty")
-    if size > limits.max_bytes:
-        raise EpisodeError(f"{str(p)!r} is {size} bytes, over the limit of {limits.max_bytes} bytes")
+    if p.is_file():
+        check_size([p], limits, p)
     episode = fmt.load(p, limits, **options)
     if episode.num_frames > limits.max_frames:
         raise EpisodeError(
