@@ -505,6 +505,12 @@ def test_format_override(tmp_path: Path) -> None:
         load_episode(renamed, format="zip")
 
 
+def test_option_the_format_does_not_take(tmp_path: Path) -> None:
+    path = save_episode(Episode(frames=moving_frames(2)), tmp_path / "ep.npz")
+    with pytest.raises(EpisodeError, match=r"format 'npz' takes options none, not \['camera'\]"):
+        load_episode(path, camera="top")
+
+
 def test_save_errors(tmp_path: Path) -> None:
     ep = Episode(frames=moving_frames(1))
     with pytest.raises(EpisodeError, match=r"no episode format writes '\.txt' files"):

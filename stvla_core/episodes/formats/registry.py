@@ -3,6 +3,7 @@ name, folder contents) unless one is named, and checks size limits before decodi
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,13 @@ def load_episode(
         raise EpisodeError(f"episode file {str(p)!r} does not exist")
     if p.is_file():
         check_size([p], limits, p)
+    try:
+        inspect.signature(fmt.load).bind(p, limits, **options)
+    except TypeError:
+        accepted = [n for n in inspect.signature(fmt.load).parameters if n not in ("path", "limits")]
+        raise EpisodeError(
+            f"episode format {name!r} takes options {accepted or 'none'}, not {sorted(options)} ({str(p)!r})"
+        ) from None
     episode = fmt.load(p, limits, **options)
     if episode.num_frames > limits.max_frames:
         raise EpisodeError(
