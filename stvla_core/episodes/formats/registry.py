@@ -77,7 +77,11 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def load_episode(
     path: str | os.PathLike[str], format: str | None = None, limits: LoadLimits | None = None, **options: Any
 ) -> Episode:
-    """Load one validated Episode. options go to the format (e.g. LeRobot's episode_index, camera)."""
+    """Load one validated Episode, or raise EpisodeError naming the file and the problem.
+
+    format: a registry name ("npz", "simplerenv", "video", "lerobot", "frames") instead of
+    detection. options go to the format: video `sidecar=` (a JSON path); lerobot
+    `episode_index=` (default 0) and `camera=` (a feature key, default the first camera)."""
     p = Path(path)
     limits = limits or LoadLimits()
     name = format or detect_format(p)
