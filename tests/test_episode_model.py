@@ -104,3 +104,13 @@ def test_replace_validates_the_copy() -> None:
     assert ep.replace(instruction="push").instruction == "push"
     with pytest.raises(EpisodeError, match="'actions'"):
         ep.replace(frames=np.zeros((T + 2, H, W, 3), np.uint8))
+
+
+def test_fps_of_the_wrong_type_is_an_episode_error() -> None:
+    import numpy as np
+    import pytest
+
+    from stvla_core.episodes import Episode, EpisodeError
+
+    with pytest.raises(EpisodeError, match="'fps': expected a finite number > 0, found '10'"):
+        Episode(frames=np.zeros((2, 4, 4, 3), np.uint8), fps="10")  # type: ignore[arg-type]

@@ -71,7 +71,7 @@ class Episode:
             raise _fail("frames", "at least one frame of non-zero size", _describe(f))
         if not isinstance(self.instruction, str):
             raise _fail("instruction", "a string", type(self.instruction).__name__)
-        if not (np.isfinite(self.fps) and self.fps > 0):
+        if not isinstance(self.fps, int | float | np.number) or not (np.isfinite(self.fps) and self.fps > 0):
             raise _fail("fps", "a finite number > 0", repr(self.fps))
 
         self._check("depth", self.depth, (t, h, w), np.float32, floating=True)
