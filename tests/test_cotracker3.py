@@ -200,3 +200,11 @@ def test_trace_pipeline_runs_cotracker3_by_name(episode):
     assert frame.traced_depth.shape == episode.frames.shape[1:3]
     pipe.at(episode, 9)
     assert pipe.tracker.encoded == 8  # the second step encoded one new frame
+
+
+def test_given_queries_come_back_alone_despite_the_support_grid(episode):
+    queries = np.array([[10.0, 12.0], [30.5, 20.25]], np.float32)
+    clip = Clip(episode.frames[0:5], np.arange(5), queries=queries, key="ep")
+    tracks = TRACKERS.create("cotracker3", **{**FAST, "support_grid": 2}).track(clip)
+    assert tracks.points.shape == (5, 2, 2)
+    np.testing.assert_array_equal(tracks.points[-1], queries)

@@ -154,9 +154,11 @@ class CoTracker3Predictor:
         query_frame: int = 0,
         fmaps: torch.Tensor | None = None,
         frames: np.ndarray | None = None,
+        support: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Track (N, 2) (x, y) frame-pixel queries lying on `query_frame` through a clip of frames
-        of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`.
+        of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`. `support` adds the
+        official support grid (context for a few given queries; pointless for a dense grid).
 
         Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
         each point is its query and visible (as the official predictor)."""
@@ -166,7 +168,7 @@ class CoTracker3Predictor:
         s = self.scale(size)
         q = queries.astype(np.float32) * s
         n = len(q)
-        if cfg.support_grid:
+        if support and cfg.support_grid:
             q = np.concatenate([q, grid_points(cfg.model_resolution, cfg.support_grid, 8.0)])
         q3 = np.concatenate([np.full((len(q), 1), query_frame, np.float32), q], axis=1)
         qt = torch.from_numpy(q3)[None].to(cfg.device)

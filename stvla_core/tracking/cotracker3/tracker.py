@@ -28,7 +28,7 @@ from stvla_core.tracking.cotracker3.predictor import CoTracker3Predictor, Predic
 class CoTracker3Config(PredictorConfig):
     grid: int = 30  # grid x grid query points on the newest frame when the clip has none
     incremental: bool = True  # cache per-frame feature maps (native backend only)
-    cache_frames: int = 64  # feature maps kept (one is 128 x h/4 x w/4 float32)
+    cache_frames: int = 40  # feature maps kept (6.3 MB each at 384 x 512: 128 x 96 x 128 float32)
 
 
 def _fingerprint(frame: np.ndarray) -> bytes:
@@ -77,11 +77,13 @@ class CoTracker3Tracker:
         points (b, N, 2) float32 frame pixels, visible (b, N) bool."""
         queries = clip.queries if clip.queries is not None else grid_points(clip.size, self.config.grid)
         order = np.arange(len(clip.frames))[::-1]  # newest first: the query frame becomes frame 0
+        support = clip.queries is not None  # the official predictor adds it to given queries only
         if self.config.incremental and self.predictor.native:
-            pts, vis = self.predictor.track(clip.size, queries, 0, fmaps=self._features(clip, order))
+            fmaps = self._features(clip, order)
+            pts, vis = self.predictor.track(clip.size, queries, 0, fmaps=fmaps, support=support)
         else:
             self.encoded += len(order)
-            pts, vis = self.predictor.track(clip.size, queries, 0, frames=clip.frames[order])
+            pts, vis = self.predictor.track(clip.size, queries, 0, frames=clip.frames[order], support=support)
         return Tracks(np.ascontiguousarray(pts[::-1]), np.ascontiguousarray(vis[::-1]))
 
 
