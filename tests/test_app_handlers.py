@@ -266,3 +266,23 @@ def test_settings_panel_applies_and_reports(ctx: AppContext) -> None:
     table = {r[0]: r for r in rows}
     assert table["depth model (ZoeDepth / Depth Anything)"][1:3] == ["/models/zoe", "active"]
     assert ctx.settings.depth_model == "/models/zoe"
+
+
+def test_an_upload_without_depth_or_actions_says_what_is_missing(insp: Inspector, tmp_path: Path) -> None:
+    ep = translating_episode(t=6, h=48, w=64, name="bare")
+    save_episode(ep.replace(depth=None, actions=None, instruction=""), tmp_path / "bare.npz")
+    dropdown, message = insp.upload(str(tmp_path / "bare.npz"))
+    assert message == ""
+    out = insp.render(dropdown.value, 2, *CONTROLS)
+    assert "has no recorded depth" in out[0] and "zoedepth" in out[0]
+
+
+def test_the_action_chart_without_recorded_actions_shows_predictions_only() -> None:
+    from app.plots import actions_figure, with_step
+
+    pred = np.full((5, 7), np.nan, np.float32)
+    pred[:2] = 0.5
+    fig = json.loads(with_step(actions_figure(None, pred), 1).plot)
+    assert [d["name"] for d in fig["data"]] == ["predicted"] * 7
+    assert fig["data"][6]["y"] == [0.5, 0.5, None, None, None]  # not computed yet: a gap
+    go.Figure(fig)
