@@ -12,7 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def main(argv: list[str] | None = None) -> None:
     from app import CSS, AppContext, build_app, parse_args
 
-    settings = parse_args(argv)
+    try:
+        settings = parse_args(argv)
+    except (ValueError, KeyError) as e:  # a bad flag or environment variable: say which, no traceback
+        sys.exit(f"app.py: {e}")
     ctx = AppContext.create(settings)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4)

@@ -158,7 +158,7 @@ def _settings(ctx) -> None:
         lora = gr.Textbox(s.lora, label="LoRA adapter folder")
     with gr.Row():
         depth_model = gr.Textbox(s.depth_model, label="ZoeDepth / Depth Anything model (folder or hub id)")
-        cotracker = gr.Textbox(s.cotracker_checkpoint, label="CoTracker3 checkpoint (file or hub id)")
+        cotracker = gr.Textbox(s.cotracker_checkpoint, label="CoTracker3 checkpoint (local .pth)")
     apply = gr.Button("Apply", variant="primary")
     error = gr.HTML()
     apply.click(partial(apply_settings, ctx), [policy, lora, depth_model, cotracker], [status, error])

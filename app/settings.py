@@ -22,7 +22,10 @@ _ENV = {
     "share": ("STVLA_SHARE", "create a public gradio.live link (needs internet)"),
     "episodes_dir": ("STVLA_EPISODES", "folder of bundled episodes (*.npz) listed in the app"),
     "tracker": ("STVLA_TRACKER", "default tracker (lk, oracle, cotracker3)"),
-    "cotracker_checkpoint": ("STVLA_COTRACKER_CHECKPOINT", "CoTracker3 checkpoint file or hub id"),
+    "cotracker_checkpoint": (
+        "STVLA_COTRACKER_CHECKPOINT",
+        "local CoTracker3 .pth (default: the official weights through the torch hub cache)",
+    ),
     "depth": ("STVLA_DEPTH", "default depth source (episode, zoedepth, depth_anything)"),
     "depth_model": ("STVLA_DEPTH_MODEL", "depth model folder or hub id for zoedepth/depth_anything"),
     "policy": ("STVLA_POLICY", "SpatialVLA/ST-VLA checkpoint folder or hub id; 'tiny' = untrained tiny"),
@@ -54,6 +57,11 @@ class AppSettings:
             raise ValueError(f"max_upload_mb: expected > 0, found {self.max_upload_mb}")
         if self.cache_episodes < 1:
             raise ValueError(f"cache_episodes: expected >= 1, found {self.cache_episodes}")
+        from stvla_core.depth import DEPTH_ESTIMATORS
+        from stvla_core.tracking import TRACKERS
+
+        TRACKERS.get(self.tracker)  # unknown names fail here, listing the valid ones
+        DEPTH_ESTIMATORS.get(self.depth)
         if not self.policy.strip():
             raise ValueError("policy: expected 'tiny' or a checkpoint path/hub id, found an empty string")
 

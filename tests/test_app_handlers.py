@@ -91,6 +91,8 @@ def test_settings_errors_name_the_variable_and_the_value() -> None:
         from_env({"STVLA_SHARE": "maybe"})
     with pytest.raises(ValueError, match=r"port: expected 1..65535, found 0"):
         from_env({"STVLA_PORT": "0"})
+    with pytest.raises(KeyError, match=r"unknown tracker 'sift'; expected one of .*lk"):
+        parse_args(["--tracker", "sift"], env={})
 
 
 def test_backends_report_what_is_active_and_fall_back_to_tiny(tmp_path: Path) -> None:
