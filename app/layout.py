@@ -43,7 +43,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 c = _inspector(insp, s.tracker, s.depth)
             with gr.Tab("Settings", id="settings"):
                 _settings(ctx)
-            # Jobs tab: `from app.jobs_tab import build_jobs_tab` and call `build_jobs_tab(ctx)` here.
+            # Jobs tab (app/jobs_tab.py) goes here, one line: `with gr.Tab("Jobs", id="jobs"): build_jobs_tab(ctx)`
         demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]]).then(
             insp.plot_at, [c["episode"], c["slider"], *c["controls"]], [c["plot"]]
         )
