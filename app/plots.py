@@ -51,6 +51,9 @@ def actions_figure(recorded: np.ndarray | None, predicted: np.ndarray) -> dict[s
         }
         layout[f"xaxis{suffix}"] = {
             "anchor": f"y{suffix}",
+            # a fixed range: moving the step marker then redraws only the marker, not the axes
+            "range": [-0.5, max(len(steps) - 0.5, 0.5)],
+            "autorange": False,
             "showticklabels": d == n - 1,
             "gridcolor": "#eee",
             **({"matches": "x"} if d else {}),
