@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -312,7 +313,36 @@ def test_frames_of_mixed_sizes(tmp_path: Path) -> None:
 def test_corrupt_frame(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "a_0.png")
     (tmp_path / "a_1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(EpisodeError, match=r"a_1\.png.*not a readable image"):
+    with pytest.raises(EpisodeError, match=r"a_1\.png.*not a readable PNG/JPEG image"):
+        load_episode(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_frame(tmp_path: Path, suffix: str) -> None:
+    Image.fromarray(moving_frames(1)[0]).save(tmp_path / f"a_0{suffix}")
+    Image.fromarray(moving_frames(2)[1]).save(tmp_path / f"a_1{suffix}")
+    whole = (tmp_path / f"a_1{suffix}").read_bytes()
+    (tmp_path / f"a_1{suffix}").write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(EpisodeError, match=rf"frame .*a_1\{suffix}' is not a readable PNG/JPEG image"):
+        load_episode(tmp_path)
+
+
+def test_grey_and_16_bit_frames_become_8_bit_rgb(tmp_path: Path) -> None:
+    Image.fromarray(np.full((8, 10), 77, np.uint8)).save(tmp_path / "a_0.png")
+    cv2.imwrite(str(tmp_path / "a_1.png"), np.full((8, 10), 200 * 256 + 99, np.uint16))
+    Image.fromarray(np.full((8, 10, 4), [10, 20, 30, 128], np.uint8)).save(tmp_path / "a_2.png")
+    ep = load_episode(tmp_path)
+    assert ep.frames.dtype == np.uint8 and ep.frames.shape == (3, 8, 10, 3)
+    assert ep.frames[0, 0, 0].tolist() == [77, 77, 77]
+    assert ep.frames[1, 0, 0].tolist() == [200, 200, 200]  # 16-bit scaled down, not clipped
+    assert ep.frames[2, 0, 0].tolist() == [10, 20, 30]
+
+
+def test_frames_sidecar_with_wrong_action_shape(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.fromarray(moving_frames(3)[i]).save(tmp_path / f"f_{i}.png")
+    (tmp_path / "episode.json").write_text(json.dumps({"actions": np.zeros((3, 6)).tolist()}))
+    with pytest.raises(EpisodeError, match=r"episode\.json.*'actions': expected shape \(3, 7\)"):
         load_episode(tmp_path)
 
 

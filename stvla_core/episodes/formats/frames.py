@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from stvla_core.episodes.episode import Episode, EpisodeError
 from stvla_core.episodes.formats.io import build_episode, read_json, sidecar_fields, umask, where
@@ -41,14 +41,28 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from PNG/JPEG bytes. OpenCV turns grey, alpha and 16-bit images into
+    8-bit RGB, and refuses truncated files (returns None) rather than padding them with grey."""
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB) if data else None
+    if rgb is None:
+        raise EpisodeError(f"{what} is not a readable PNG/JPEG image (corrupt, truncated or empty)")
+    return rgb
+
+
 def _read_image(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise EpisodeError(
-            f"frame {where(path)} is not a readable image (corrupt or truncated?): {e}"
-        ) from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise EpisodeError(f"frame {where(path)} cannot be read: {e}") from None
+    return decode_image(data, f"frame {where(path)}")
+
+
+def _encode_png(rgb: np.ndarray, path: Path) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise EpisodeError(f"cannot encode frame {where(path)} as PNG")
+    path.write_bytes(buf.tobytes())
 
 
 def load_frames_episode(path: Path, limits: LoadLimits) -> Episode:
@@ -86,7 +100,7 @@ def save_frames_episode(episode: Episode, path: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         for i, rgb in enumerate(episode.frames):
-            Image.fromarray(rgb).save(tmp / f"frame_{i:06d}.png")
+            _encode_png(rgb, tmp / f"frame_{i:06d}.png")
         sidecar = {
             "instruction": episode.instruction,
             "fps": episode.fps,

@@ -19,7 +19,6 @@ values per row; the instruction is the row's task. Read-only."""
 
 from __future__ import annotations
 
-import io as _io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
+from stvla_core.episodes.formats.frames import decode_image
 from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
 from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, check_size, register_format
 
@@ -189,13 +188,7 @@ def _frames_from_images(df: pd.DataFrame, camera: str, root: Path) -> np.ndarray
         data = cell.get("bytes") if isinstance(cell, dict) else None
         if not data:
             raise EpisodeError(f"LeRobot dataset {where(root)} image {camera!r} row {i} holds no image bytes")
-        try:
-            with Image.open(_io.BytesIO(data)) as im:
-                out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-        except OSError as e:
-            raise EpisodeError(
-                f"LeRobot dataset {where(root)} image {camera!r} row {i} is unreadable: {e}"
-            ) from None
+        out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}"))
     if len({f.shape for f in out}) > 1:
         raise EpisodeError(f"LeRobot dataset {where(root)} images {camera!r} have mixed sizes")
     return np.stack(out)
