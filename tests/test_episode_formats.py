@@ -35,7 +35,7 @@ from stvla_core.episodes import (
     load_episode,
     save_episode,
 )
-from stvla_core.episodes.formats import native
+from stvla_core.episodes.formats import native, video
 from stvla_core.episodes.formats.simplerenv import parse_simplerenv_path
 
 T, H, W = 6, 33, 41  # odd sizes on purpose: H.264 needs even ones
@@ -179,6 +179,28 @@ def test_mp4_round_trip_keeps_shape_pixels_and_sidecar(tmp_path: Path) -> None:
     assert back.depth is None  # a video keeps only what the sidecar can hold
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
+
+
+@pytest.mark.parametrize("fail_in", ["encode_video", "sidecar"])
+def test_mp4_save_replaces_video_and_sidecar_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_in: str
+) -> None:
+    old = rich_episode()
+    path = save_episode(old, tmp_path / "clip.mp4")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    if fail_in == "encode_video":
+        monkeypatch.setattr(video, "encode_video", crash)
+    else:  # the video is fully written to its temporary, then the sidecar fails
+        monkeypatch.setattr(video, "episode_sidecar", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_episode(old.replace(instruction="new", actions=None), path)
+    assert listing(tmp_path) == ["clip.json", "clip.mp4"]  # no temporaries left
+    back = load_episode(path)
+    assert back.instruction == old.instruction and np.array_equal(back.actions, old.actions)
 
 
 def test_video_without_sidecar_takes_fps_from_the_stream(tmp_path: Path) -> None:

@@ -17,7 +17,14 @@ import cv2
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
-from stvla_core.episodes.formats.io import build_episode, read_json, sidecar_fields, umask, where
+from stvla_core.episodes.formats.io import (
+    build_episode,
+    episode_sidecar,
+    read_json,
+    sidecar_fields,
+    umask,
+    where,
+)
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
@@ -101,16 +108,7 @@ def save_frames_episode(episode: Episode, path: Path) -> None:
     try:
         for i, rgb in enumerate(episode.frames):
             _encode_png(rgb, tmp / f"frame_{i:06d}.png")
-        sidecar = {
-            "instruction": episode.instruction,
-            "fps": episode.fps,
-            "name": episode.name,
-            "source": episode.source,
-            "actions": None if episode.actions is None else episode.actions.tolist(),
-            "intrinsics": None if episode.intrinsics is None else episode.intrinsics.tolist(),
-            "metadata": episode.metadata,
-        }
-        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
+        (tmp / SIDECAR).write_text(json.dumps(episode_sidecar(episode), indent=1))
         os.chmod(tmp, 0o777 & ~umask())
         if path.exists():
             path.rmdir()  # empty, checked above

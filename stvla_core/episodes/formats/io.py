@@ -45,11 +45,6 @@ def atomic_target(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_json_atomic(data: Any, path: Path) -> None:
-    with atomic_target(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
-
-
 # -- sidecar JSON -----------------------------------------------------------------------------
 def read_json(path: Path) -> Any:
     try:
@@ -108,6 +103,19 @@ def sidecar_fields(data: Any, path: Path) -> dict[str, Any]:
     extra = {k: v for k, v in data.items() if k not in SIDECAR_KEYS}
     out["metadata"] = {**extra, **metadata}
     return out
+
+
+def episode_sidecar(episode: Episode) -> dict[str, Any]:
+    """What a sidecar keeps of an episode (the inverse of `sidecar_fields`)."""
+    return {
+        "instruction": episode.instruction,
+        "fps": episode.fps,
+        "name": episode.name,
+        "source": episode.source,
+        "actions": None if episode.actions is None else episode.actions.tolist(),
+        "intrinsics": None if episode.intrinsics is None else episode.intrinsics.tolist(),
+        "metadata": episode.metadata,
+    }
 
 
 def sidecar_path(video: Path) -> Path:
@@ -189,12 +197,11 @@ def _even(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: float, crf: int = 17) -> None:
-    """Write (T, H, W, 3) uint8 RGB frames to `path` atomically as H.264 mp4 (yuv420p, sizes padded
-    to even). GIF is read but not written: FFmpeg's fixed 3-3-2 palette loses too much colour."""
-    if path.suffix.lower() != ".mp4":
-        raise EpisodeError(f"cannot write video {where(path)}: expected a .mp4 path")
+    """Write (T, H, W, 3) uint8 RGB frames to `path` as H.264 mp4 (yuv420p, sizes padded to even);
+    callers make it atomic with `atomic_target`. GIF is read but not written: FFmpeg's fixed 3-3-2
+    palette loses too much colour."""
     frames = _even(frames)
-    with atomic_target(path) as tmp, av.open(str(tmp), "w", format="mp4") as out:
+    with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}

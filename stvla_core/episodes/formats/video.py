@@ -5,19 +5,21 @@ the sidecar keeps the true width/height so odd sizes padded for H.264 are croppe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from stvla_core.episodes.episode import Episode, EpisodeError
 from stvla_core.episodes.formats.io import (
+    atomic_target,
     build_episode,
     decode_video,
     encode_video,
+    episode_sidecar,
     read_json,
     sidecar_fields,
     sidecar_path,
     where,
-    write_json_atomic,
 )
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
@@ -49,20 +51,15 @@ def load_video_episode(path: Path, limits: LoadLimits, sidecar: str | Path | Non
 
 def save_video_episode(episode: Episode, path: Path) -> None:
     """Frames go to the (lossy) video; everything the sidecar can hold goes to `<stem>.json`.
-    Depth, segmentation, extrinsics and ground-truth points are not kept: use .npz for those."""
-    encode_video(episode.frames, path, episode.fps)
-    sidecar = {
-        "instruction": episode.instruction,
-        "fps": episode.fps,
-        "name": episode.name,
-        "source": episode.source,
-        "width": episode.size[1],
-        "height": episode.size[0],
-        "actions": None if episode.actions is None else episode.actions.tolist(),
-        "intrinsics": None if episode.intrinsics is None else episode.intrinsics.tolist(),
-        "metadata": episode.metadata,
-    }
-    write_json_atomic(sidecar, sidecar_path(path))
+    Depth, segmentation, extrinsics and ground-truth points are not kept: use .npz for those.
+    Both files are written in full to temporaries before either is renamed into place, so a
+    failed save leaves the old pair (or nothing) and never a new video beside an old sidecar."""
+    if path.suffix.lower() != ".mp4":
+        raise EpisodeError(f"cannot write video {where(path)}: expected a .mp4 path")
+    with atomic_target(path) as tmp_video, atomic_target(sidecar_path(path)) as tmp_json:
+        encode_video(episode.frames, tmp_video, episode.fps)
+        size = {"width": episode.size[1], "height": episode.size[0]}
+        tmp_json.write_text(json.dumps({**episode_sidecar(episode), **size}, indent=1))
 
 
 def _detect(p: Path) -> bool:
