@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stvla_core.traces import colorbar
+from stvla_core.traces import colorize_depth
 
 DISPLAY_SIDE = 320  # longest side of an image sent to the browser
 THUMB_SIDE = 48
@@ -55,15 +55,43 @@ def buffer_strip(thumbs: np.ndarray, window: np.ndarray, columns: int = STRIP_CO
     return out
 
 
+NICE_DEPTHS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+
+
+def legend_ticks(vmin: float, vmax: float, width: int) -> list[tuple[int, float]]:
+    """(x pixel, metres) of round depths inside (vmin, vmax), placed as colorize_depth maps them:
+    linearly in inverse depth, near on the left."""
+    span = 1.0 / vmin - 1.0 / vmax
+    out = []
+    for d in NICE_DEPTHS:
+        if vmin < d < vmax:
+            out.append((round((1.0 / vmin - 1.0 / d) / span * (width - 1)), d))
+    return out
+
+
 def legend(vmin: float, vmax: float, width: int = DISPLAY_SIDE, height: int = 14) -> np.ndarray:
-    """Horizontal colour bar of the shared depth scale with its ends labelled in metres
-    (near on the left, as colorize_depth: red near, blue far); black marks invalid depth."""
-    bar = np.ascontiguousarray(np.rot90(colorbar(vmin, vmax, height=width, width=height), k=1))
+    """Horizontal colour bar of the shared depth scale, labelled in metres. colorize_depth colours
+    by inverse depth, so the bar runs evenly in 1/depth (near, red, on the left) and round depths
+    are ticked where they fall; black marks invalid depth."""
+    vmin = max(vmin, 1e-3)
+    vmax = max(vmax, vmin + 1e-6)
+    inv = np.linspace(1.0 / vmin, 1.0 / vmax, width, dtype=np.float64)
+    ramp = np.repeat((1.0 / inv).astype(np.float32)[None], height, axis=0)
     out = np.full((height + 22, width, 3), 255, np.uint8)
-    out[:height] = bar
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
-    cv2.putText(out, f"near {vmin:.2f} m", (2, height + 15), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    right = f"far {vmax:.2f} m"
-    (tw, _), _ = cv2.getTextSize(right, font, scale, 1)
-    cv2.putText(out, right, (width - tw - 2, height + 15), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    out[:height] = colorize_depth(ramp, vmin, vmax)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.35
+    right = f"{vmax:.2f} m"
+    (rw, _), _ = cv2.getTextSize(right, font, scale, 1)
+    labels = [(0, f"{vmin:.2f}"), *((x, f"{d:g}") for x, d in legend_ticks(vmin, vmax, width))]
+    last_right = -10
+    for x, text in labels:
+        (tw, _), _ = cv2.getTextSize(text, font, scale, 1)
+        left = int(np.clip(x - tw // 2, 0, width - tw - 1))
+        if left <= last_right + 4 or left + tw + 4 >= width - rw - 1:
+            continue  # would overlap a neighbouring label
+        cv2.line(out, (x, height), (x, height + 3), (0, 0, 0), 1)
+        cv2.putText(out, text, (left, height + 15), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        last_right = left + tw
+    cv2.line(out, (width - 1, height), (width - 1, height + 3), (0, 0, 0), 1)
+    cv2.putText(out, right, (width - rw - 1, height + 15), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out

@@ -288,3 +288,16 @@ def test_the_action_chart_without_recorded_actions_shows_predictions_only() -> N
     assert [d["name"] for d in fig["data"]] == ["predicted"] * 7
     assert fig["data"][6]["y"] == [0.5, 0.5, None, None, None]  # not computed yet: a gap
     go.Figure(fig)
+
+
+def test_legend_ticks_sit_where_colorize_depth_puts_their_depth() -> None:
+    from app.panels import legend_ticks
+
+    vmin, vmax, width = 0.4, 20.0, 320
+    bar = legend(vmin, vmax, width)
+    ticks = dict((d, x) for x, d in legend_ticks(vmin, vmax, width))
+    assert set(ticks) == {0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0}
+    for d in (0.5, 1.0, 2.0):
+        want = colorize_depth(np.float32([[d]]), vmin, vmax)[0, 0].astype(int)
+        assert np.abs(bar[5, ticks[d]].astype(int) - want).max() <= 12  # one pixel of ramp
+    assert (bar[5, 0] == colorize_depth(np.float32([[vmin]]), vmin, vmax)[0, 0]).all()
