@@ -409,6 +409,33 @@ def test_lerobot_v30_video_is_av1(lerobot_v30: Path) -> None:
         assert c.streams.video[0].codec_context.codec.id == av.codec.Codec("av1").id
 
 
+def test_lerobot_v30_episode_in_a_second_file(tmp_path: Path) -> None:
+    """Episode 2 moved to data file-001, video file-001 (H.264 this time) and a second metadata
+    file: the loader must follow the episode's chunk/file indices, not assume file-000."""
+    root = make_lerobot_v30(tmp_path / "ds", codec="libx264")
+    data_file = root / "data/chunk-000/file-000.parquet"
+    rows = pd.read_parquet(data_file)
+    rows[rows["episode_index"] < 2].to_parquet(data_file)
+    rows[rows["episode_index"] == 2].to_parquet(root / "data/chunk-000/file-001.parquet")
+    meta_file = root / "meta/episodes/chunk-000/file-000.parquet"
+    meta = pd.read_parquet(meta_file)
+    meta.loc[2, "data/file_index"] = 1
+    for cam in CAMERAS:
+        write_video(episode_frames(2, cam), root / f"videos/{cam}/chunk-000/file-001.mp4")
+        meta.loc[2, [f"videos/{cam}/file_index", f"videos/{cam}/from_timestamp"]] = [1, 0.0]
+        meta.loc[2, f"videos/{cam}/to_timestamp"] = LENGTHS[2] / 10
+    meta["stats/action/mean"] = [np.zeros(7)] * len(meta)  # per-episode statistics, not needed
+    meta.iloc[:2].to_parquet(meta_file)
+    meta.iloc[2:].to_parquet(root / "meta/episodes/chunk-000/file-001.parquet")
+    for index in (1, 2):
+        ep = load_episode(root, episode_index=index, camera="observation.images.wrist")
+        assert ep.num_frames == LENGTHS[index] and ep.instruction == TASKS[index]
+        assert np.abs(ep.frames.astype(int) - episode_frames(index, "observation.images.wrist")).max() <= 6
+        assert np.array_equal(ep.actions, episode_actions(index))
+    with pytest.raises(EpisodeError, match=r"has no episode 3; it has episodes 0\.\.2"):
+        load_episode(root, episode_index=3)
+
+
 def test_lerobot_default_camera_is_the_first_listed(lerobot_v21: Path) -> None:
     assert load_episode(lerobot_v21).metadata["lerobot"]["camera"] == "observation.images.top"
 

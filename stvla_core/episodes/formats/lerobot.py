@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
 from stvla_core.episodes.formats.frames import decode_image
@@ -35,12 +37,20 @@ from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, chec
 INFO = Path("meta") / "info.json"
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, columns: list[str] | None = None, episode: int | None = None) -> pd.DataFrame:
+    """columns: read only those of these the file has (v3.0 metadata rows carry per-episode
+    statistics we do not need); episode: only rows of that episode_index (a v3.0 data file holds
+    many episodes), filtered by pyarrow while reading."""
     if not path.is_file():
         raise EpisodeError(f"LeRobot file {where(path)} does not exist")
     try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as e:
+        names = pq.read_schema(path).names
+        keep = None if columns is None else [c for c in columns if c in names]
+        filters = (
+            [("episode_index", "==", episode)] if episode is not None and "episode_index" in names else None
+        )
+        return pd.read_parquet(path, columns=keep, filters=filters)
+    except (OSError, ValueError, pa.ArrowException) as e:
         raise EpisodeError(
             f"{where(path)} is not a readable parquet file (corrupt or truncated?): {e}"
         ) from None
@@ -113,7 +123,10 @@ def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Lo
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
         raise EpisodeError(f"LeRobot v3.0 dataset {where(root)} has no meta/episodes/chunk-*/file-*.parquet")
-    episodes = pd.concat([_read_parquet(f) for f in files], ignore_index=True)
+    key = f"videos/{camera}/"
+    wanted = ["episode_index", "tasks", "data/chunk_index", "data/file_index"]
+    wanted += [key + k for k in ("chunk_index", "file_index", "from_timestamp")]
+    episodes = pd.concat([_read_parquet(f, wanted) for f in files], ignore_index=True)
     if "episode_index" not in episodes:
         raise EpisodeError(f"LeRobot dataset {where(root)} episode metadata has no 'episode_index' column")
     match = episodes[episodes["episode_index"] == index]
@@ -134,7 +147,6 @@ def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Lo
     )
     video, start = None, 0.0
     if info["features"][camera].get("dtype") == "video":
-        key = f"videos/{camera}/"
         video = root / _require(info, "video_path", root / INFO).format(
             video_key=camera,
             chunk_index=int(col(key + "chunk_index")),
@@ -227,9 +239,8 @@ def load_lerobot_episode(
         if f is not None and not f.is_file():
             raise EpisodeError(f"LeRobot file {where(f)} does not exist")
     check_size([f for f in (loc.data, loc.video) if f is not None], limits, path)
-    df = _read_parquet(loc.data)
-    if "episode_index" in df:
-        df = df[df["episode_index"] == episode_index]
+    columns = ["episode_index", "frame_index", "timestamp", "task_index", "action", camera]
+    df = _read_parquet(loc.data, columns, episode=episode_index)
     if df.empty:
         raise EpisodeError(f"LeRobot dataset {where(path)} episode {episode_index} has no data rows")
     if len(df) > limits.max_frames:
