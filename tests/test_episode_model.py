@@ -52,12 +52,33 @@ BAD = [
     ({"depth": np.ones((T, H, W), np.float64)}, "depth", "dtype float32", "dtype float64"),
     ({"depth": -np.ones((T, H, W), np.float32)}, "depth", "metres >= 0", "negative values"),
     ({"segmentation": np.zeros((T, H, W), np.int64)}, "segmentation", "dtype int32", "dtype int64"),
+    (
+        {"segmentation": np.zeros((T, H + 1, W), np.int32)},
+        "segmentation",
+        "shape (3, 4, 5) int32",
+        "shape (3, 5, 5)",
+    ),
+    ({"depth": np.full((T, H, W), np.inf, np.float32)}, "depth", "finite values", "60 NaN/inf values"),
+    ({"depth": [[0.5]]}, "depth", "a numpy array (3, 4, 5)", "list"),
     ({"actions": np.zeros((T, 6), np.float32)}, "actions", "shape (3, 7) float32", "shape (3, 6)"),
     ({"actions": np.zeros((T + 1, 7), np.float32)}, "actions", "shape (3, 7) float32", "shape (4, 7)"),
     ({"actions": np.full((T, 7), np.nan, np.float32)}, "actions", "finite values", "21 NaN/inf values"),
     ({"intrinsics": np.eye(4, dtype=np.float32)}, "intrinsics", "shape (3, 3) float32", "shape (4, 4)"),
     ({"intrinsics": np.eye(3)}, "intrinsics", "dtype float32", "dtype float64"),
     ({"extrinsics": np.zeros((T + 1, 4, 4), np.float32)}, "extrinsics", "shape (3, 4, 4)", "shape (4, 4, 4)"),
+    ({"extrinsics": np.zeros((3, 4), np.float32)}, "extrinsics", "shape (4, 4) float32", "shape (3, 4)"),
+    (
+        {"gt_points": np.zeros((T, 2, 3), np.float32), "gt_visible": np.ones((T, 2), bool)},
+        "gt_points",
+        "shape (3, 2, 2) float32",
+        "shape (3, 2, 3)",
+    ),
+    (
+        {"gt_points": np.zeros((T, 2, 2), np.float32), "gt_visible": np.ones((T, 2), np.uint8)},
+        "gt_visible",
+        "dtype bool",
+        "dtype uint8",
+    ),
     (
         {"gt_points": np.zeros((T, 2, 2), np.float32)},
         "gt_visible",
@@ -107,10 +128,11 @@ def test_replace_validates_the_copy() -> None:
 
 
 def test_fps_of_the_wrong_type_is_an_episode_error() -> None:
-    import numpy as np
-    import pytest
-
-    from stvla_core.episodes import Episode, EpisodeError
-
     with pytest.raises(EpisodeError, match="'fps': expected a finite number > 0, found '10'"):
         Episode(frames=np.zeros((2, 4, 4, 3), np.uint8), fps="10")  # type: ignore[arg-type]
+
+
+def test_extrinsics_may_be_one_matrix_or_one_per_frame() -> None:
+    one = Episode(frames=frames(), extrinsics=np.eye(4, dtype=np.float32))
+    per_frame = Episode(frames=frames(), extrinsics=np.tile(np.eye(4, dtype=np.float32), (T, 1, 1)))
+    assert one.extrinsics.shape == (4, 4) and per_frame.extrinsics.shape == (T, 4, 4)
