@@ -574,6 +574,38 @@ def test_oversized_in_frames(tmp_path: Path, kind: str) -> None:
         load_episode(path, limits=LoadLimits(max_frames=3))
 
 
+@pytest.mark.parametrize("kind", ["ep.npz", "clip.mp4", "frames", "lerobot"])
+def test_oversized_when_decoded(tmp_path: Path, kind: str) -> None:
+    """Small files can decode to huge arrays: the decoded-size limit is exact at the boundary."""
+    if kind == "lerobot":
+        path, need = make_lerobot_v21(tmp_path / "ds"), LENGTHS[0] * 48 * 64 * 3
+    else:
+        path, need = save_episode(Episode(frames=moving_frames(5, 32, 48)), tmp_path / kind), 5 * 32 * 48 * 3
+    assert load_episode(path, limits=LoadLimits(max_decoded_bytes=need)).frames.nbytes == need
+    with pytest.raises(
+        EpisodeError, match=rf"decodes to {need} bytes or more, over the limit of {need - 1} "
+    ):
+        load_episode(path, limits=LoadLimits(max_decoded_bytes=need - 1))
+
+
+def test_npz_limits_are_checked_from_headers_before_decompressing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_episode(Episode(frames=moving_frames(5)), tmp_path / "ep.npz")
+
+    getitem = np.lib.npyio.NpzFile.__getitem__
+
+    def no_decompression(self: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+        if key in native.ARRAYS:
+            raise AssertionError(f"decompressed {key!r} before checking the limits")
+        return getitem(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", no_decompression)
+    for limits in (LoadLimits(max_frames=4), LoadLimits(max_decoded_bytes=100)):
+        with pytest.raises(EpisodeError, match="over the limit"):
+            load_episode(path, limits=limits)
+
+
 def test_format_override(tmp_path: Path) -> None:
     path = save_episode(Episode(frames=moving_frames(2)), tmp_path / "ep.npz")
     renamed = path.rename(tmp_path / "ep.bin")

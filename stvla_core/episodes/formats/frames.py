@@ -28,6 +28,7 @@ from stvla_core.episodes.formats.io import (
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
+    check_decoded,
     check_size,
     register_format,
     register_save_suffixes,
@@ -86,6 +87,7 @@ def load_frames_episode(path: Path, limits: LoadLimits) -> Episode:
     side = path / SIDECAR
     fields = sidecar_fields(read_json(side), side) if side.is_file() else {}
     frames = [_read_image(files[0])]
+    check_decoded(len(files) * frames[0].nbytes, limits, f"folder {where(path)}")
     for f in files[1:]:
         rgb = _read_image(f)
         if rgb.shape != frames[0].shape:

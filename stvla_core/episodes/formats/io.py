@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
-from stvla_core.episodes.formats.registry import LoadLimits
+from stvla_core.episodes.formats.registry import LoadLimits, check_decoded
 
 
 def where(path: Path) -> str:
@@ -177,6 +177,9 @@ def decode_video(
                     )
                 frames.append(rgb)
                 times.append(t)
+                # the container's frame count lets a whole-file decode be refused at the first frame
+                expected = stream.frames if start_s is None and end_s is None else 0
+                check_decoded(max(expected, len(frames)) * rgb.nbytes, limits, f"video {where(path)}")
                 if len(frames) > limits.max_frames:
                     raise EpisodeError(
                         f"{where(path)} holds more than {limits.max_frames} frames (the frame limit)"

@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
 from stvla_core.episodes.formats.frames import decode_image
 from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
-from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, check_size, register_format
+from stvla_core.episodes.formats.registry import (
+    EpisodeFormat,
+    LoadLimits,
+    check_decoded,
+    check_size,
+    register_format,
+)
 
 INFO = Path("meta") / "info.json"
 
@@ -194,13 +200,14 @@ def _frames_from_video(video: Path, times: np.ndarray, fps: float, limits: LoadL
     return frames[nearest]
 
 
-def _frames_from_images(df: pd.DataFrame, camera: str, root: Path) -> np.ndarray:
+def _frames_from_images(df: pd.DataFrame, camera: str, root: Path, limits: LoadLimits) -> np.ndarray:
     out = []
     for i, cell in enumerate(df[camera]):
         data = cell.get("bytes") if isinstance(cell, dict) else None
         if not data:
             raise EpisodeError(f"LeRobot dataset {where(root)} image {camera!r} row {i} holds no image bytes")
         out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}"))
+        check_decoded(len(df) * out[0].nbytes, limits, f"LeRobot dataset {where(root)} images {camera!r}")
     if len({f.shape for f in out}) > 1:
         raise EpisodeError(f"LeRobot dataset {where(root)} images {camera!r} have mixed sizes")
     return np.stack(out)
@@ -253,7 +260,7 @@ def load_lerobot_episode(
         rel = df["timestamp"].to_numpy(np.float64) if "timestamp" in df else np.arange(len(df)) / fps
         frames = _frames_from_video(loc.video, loc.start_s + rel, fps, limits)
     else:
-        frames = _frames_from_images(df, camera, path)
+        frames = _frames_from_images(df, camera, path, limits)
 
     metadata: dict[str, Any] = {
         "lerobot": {

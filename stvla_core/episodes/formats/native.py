@@ -19,6 +19,7 @@ from stvla_core.episodes.formats.io import atomic_target, build_episode
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
+    check_decoded,
     register_format,
     register_save_suffixes,
 )
@@ -61,11 +62,13 @@ def load_npz(path: Path, limits: LoadLimits) -> Episode:
                 raise EpisodeError(
                     f"{str(path)!r} has episode format version {version}; this tool reads up to {VERSION}"
                 )
-            frames_shape = z["frames"].shape if "frames" in names else None
-            if frames_shape and frames_shape[0] > limits.max_frames:
+            headers = {k: _header(z, k) for k in ARRAYS if k in names}
+            if "frames" in headers and headers["frames"][0][:1] > (limits.max_frames,):
                 raise EpisodeError(
-                    f"{str(path)!r} holds {frames_shape[0]} frames, over the limit of {limits.max_frames}"
+                    f"{str(path)!r} holds {headers['frames'][0][0]} frames, over the limit of {limits.max_frames}"
                 )
+            nbytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values())
+            check_decoded(nbytes, limits, repr(str(path)))
             arrays = {k: z[k] for k in ARRAYS if k in names}
             meta = json.loads(str(z["meta"]))
     except EpisodeError:
@@ -80,6 +83,18 @@ def load_npz(path: Path, limits: LoadLimits) -> Episode:
         raise EpisodeError(f"{str(path)!r} entry 'meta': expected a JSON object with keys {', '.join(META)}")
     meta["segmentation_names"] = {int(k): v for k, v in meta.get("segmentation_names", {}).items()}
     return build_episode(arrays.pop("frames"), {**arrays, **meta}, path)
+
+
+def _header(z: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an entry read from its .npy header, without decompressing the array,
+    so the limits are checked before memory is spent."""
+    with z.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(f)
+    return shape, dtype
 
 
 def _detect(p: Path) -> bool:

@@ -16,10 +16,15 @@ from stvla_core.registry import Registry
 
 @dataclass(frozen=True)
 class LoadLimits:
-    """Refuse inputs larger than this before decoding them (an upload can be anything)."""
+    """Refuse inputs larger than this before decoding them (an upload can be anything).
+
+    max_bytes: bytes of the files read; max_frames: frames of the episode; max_decoded_bytes:
+    bytes of the decoded arrays (frames are (T, H, W, 3) uint8, so a short 4K video that passes
+    the other two limits can still need tens of GiB)."""
 
     max_bytes: int = 2 * 1024**3
     max_frames: int = 10_000
+    max_decoded_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,16 @@ def check_size(files: list[Path], limits: LoadLimits, what: Path) -> None:
         raise EpisodeError(f"{str(what)!r} is empty")
     if size > limits.max_bytes:
         raise EpisodeError(f"{str(what)!r} is {size} bytes, over the limit of {limits.max_bytes} bytes")
+
+
+def check_decoded(nbytes: int, limits: LoadLimits, what: str) -> None:
+    """Refuse `what` once its decoded arrays would take more than the limit; loaders call this
+    before (or while) decoding, so memory never grows past the limit."""
+    if nbytes > limits.max_decoded_bytes:
+        raise EpisodeError(
+            f"{what} decodes to {nbytes} bytes or more, over the limit of {limits.max_decoded_bytes} "
+            "decoded bytes"
+        )
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
