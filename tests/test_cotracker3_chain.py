@@ -69,7 +69,7 @@ def test_chained_lk_agrees_with_full_retrack_and_truth(texture):
 def test_a_step_runs_the_base_over_hop_plus_one_frames(texture):
     chained = ChainedTracker(LKTracker(LKConfig(grid=6, incremental=False)), ChainConfig(hop=3, grid=6))
     chained.track(window(texture, 15, 12))  # random access: a direct run plus hops on demand
-    assert chained.model_frames == 4 + 4 + 4 + 3  # frames 12..15, 9..12, 6..9, 4..6
+    assert chained.model_frames == 4 + 4 + 4 + 3  # frames 12..15, then anchors 12, 9, 6 -> 4
     chained.reset()
     costs = []
     for t in range(20):  # streaming: every step stores the hop its junctions will need
@@ -77,13 +77,14 @@ def test_a_step_runs_the_base_over_hop_plus_one_frames(texture):
         tracks = chained.track(window(texture, t, 12))
         costs.append(chained.model_frames - before)
         assert tracks.points.shape == (min(12, t + 1), 36, 2)
-    assert costs == [1, 2, 3] + [4] * 17
+    # a run reaches back to the last anchor (multiple of 3) before t; anchors' hops are reused
+    assert costs == [1, 2, 3, 4] + [2, 3, 4] * 5 + [2]
 
 
 def test_one_hop_over_the_whole_window_is_the_plain_tracker(texture):
     clip = window(texture, 9, 8)
     plain = TRACKERS.create("cotracker3", grid=3, **FAST).track(clip)
-    chained = ChainedTracker(TRACKERS.create("cotracker3", grid=3, **FAST), ChainConfig(hop=7, grid=3))
+    chained = ChainedTracker(TRACKERS.create("cotracker3", grid=3, **FAST), ChainConfig(hop=9, grid=3))
     got = chained.track(clip)
     np.testing.assert_array_equal(got.points, plain.points)
     np.testing.assert_array_equal(got.visible, plain.visible)
@@ -100,7 +101,8 @@ def test_chained_cotracker3_steps_cost_one_encoded_frame_and_a_short_run(texture
         assert tracks.visible.shape == (min(10, t + 1), 2)
         np.testing.assert_array_equal(tracks.points[-1], queries)  # the query frame holds the queries
         assert tracker.base.encoded - before_enc == 1  # frame t only: the rest are cached
-        assert tracker.model_frames - before_model == min(4, t + 1)
+        anchor = ((t - 1) // 3) * 3  # the run reaches back to the last anchor before t
+        assert tracker.model_frames - before_model == min(t, t - anchor) + 1
     assert np.isfinite(tracks.points).all()
 
 
@@ -110,3 +112,16 @@ def test_bad_chain_settings_are_named(texture):
         ChainedTracker(base, ChainConfig(hop=0))
     with pytest.raises(ValueError, match="consecutive frame indices"):
         ChainedTracker(base).track(Clip(texture.frames[:3], np.array([0, 2, 3])))
+
+
+def test_trace_pipeline_steps_cotracker3_chained_by_name(texture):
+    from stvla_core.traces import TraceConfig, TracePipeline
+
+    options = dict(hop=3, grid=3, **FAST)
+    pipe = TracePipeline(TraceConfig(buffer=10, tracker="cotracker3_chained", tracker_options=options))
+    frame = pipe.at(texture, 12)  # random access: hops computed on demand
+    assert frame.tracks.points.shape == (10, 9, 2)
+    assert frame.traced_depth.shape == texture.frames.shape[1:3]
+    before = pipe.tracker.model_frames
+    pipe.at(texture, 13)  # the next step: one run over frames 12..13, anchors' hops reused
+    assert pipe.tracker.model_frames - before == 2

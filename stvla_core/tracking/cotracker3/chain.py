@@ -1,17 +1,17 @@
 """Incremental tracking over the rolling buffer by chaining short runs of a base tracker ("hops").
 
 Re-tracking a b-frame buffer every control step runs the model over b frames although only one is
-new. Here each step runs the base tracker (CoTracker3, or any `Tracker`) over the newest
-`hop + 1` frames only, for a fixed chain grid on the newest frame, and keeps that run (a "hop
-record") per frame index. A window's tracks are then assembled newest to oldest:
+new. Here each step runs the base tracker (CoTracker3, or any `Tracker`) over the newest frames
+only, back to the last "anchor" frame (an episode index that is a multiple of `hop`), for a fixed
+chain grid on the newest frame, and keeps that run (a "hop record") per frame index. A window's
+tracks are then assembled newest to oldest:
 
-- frames t-hop..t come straight from this step's run (the queries ride along in it);
-- at the junction frame j = t-hop each track sits at some point p; the hop record of frame j
-  (its chain grid tracked over j-hop..j, computed when j was the newest frame) gives the
-  displacement of every grid point, which is interpolated bilinearly at p; and so on until the
-  window's oldest frame.
+- frames a..t come straight from this step's run (the queries ride along in it);
+- at the anchor a each track sits at some point p; the hop record of frame a (its chain grid
+  tracked over a-hop..a, made when a was the newest frame) gives the displacement of every grid
+  point, which is interpolated bilinearly at p; and so on, anchor by anchor, to the oldest frame.
 
-So a step costs one model run over hop + 1 frames instead of b, whatever b is. The price is the
+So a step costs one model run over 2 to hop + 1 frames instead of b, whatever b is. The price is the
 interpolation at each junction: exact for motion that is affine over a grid cell (translation,
 zoom, rotation), smoothed across motion boundaries finer than the grid. A point hidden at a
 junction is marked hidden beyond it, since its position there is the model's guess, and so
@@ -73,8 +73,8 @@ def interpolate_grid(field: np.ndarray, points: np.ndarray, size: tuple[int, int
 
 
 class ChainedTracker:
-    """Wraps a base tracker so that stepping the buffer one frame costs one run over hop + 1
-    frames. `model_frames` counts frames handed to the base tracker (benchmarks, tests)."""
+    """Wraps a base tracker so that stepping the buffer one frame costs one run over at most
+    hop + 1 frames. `model_frames` counts frames handed to the base tracker (benchmarks, tests)."""
 
     name = "chained"
 
@@ -89,7 +89,10 @@ class ChainedTracker:
         self.model_frames = 0
 
     def reset(self) -> None:
+        """Forget stored hops (and the base tracker's caches, if it keeps any)."""
         self._records.clear()
+        if hasattr(self.base, "reset"):
+            self.base.reset()
 
     def _run(self, clip: Clip, lo: int, hi: int, queries: np.ndarray) -> Tracks:
         """The base tracker on clip frames lo..hi (inclusive), queries on frame hi."""
@@ -138,7 +141,11 @@ class ChainedTracker:
         queries = clip.queries.astype(np.float32) if own_queries else grid
         n = len(queries)
 
-        lo = max(0, b - 1 - hop)
+        # Junctions sit on anchor frames (episode indices that are multiples of `hop`), so the
+        # hops they need are shared by every step, in a stream and when scrubbing an episode.
+        t = int(idx[-1])
+        anchor = ((t - 1) // hop) * hop
+        lo = max(0, b - 1 - (t - anchor))
         run = self._run(clip, lo, b - 1, np.concatenate([grid, queries]) if own_queries else grid)
         self._store(clip, lo, b - 1, run.subset(np.arange(len(grid))))
         mine = run.subset(np.arange(len(grid), len(grid) + n)) if own_queries else run
