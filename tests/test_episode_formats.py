@@ -295,6 +295,14 @@ def test_simplerenv_failure_video_in_xy_mode(tmp_path: Path) -> None:
     }
 
 
+def test_simplerenv_format_named_for_another_video(tmp_path: Path) -> None:
+    write_video(moving_frames(2, 16, 16), tmp_path / "clip.mp4")
+    with pytest.raises(EpisodeError, match="not named like a SimplerEnv rollout.*found 'clip.mp4'"):
+        load_episode(tmp_path / "clip.mp4", format="simplerenv")
+    with pytest.raises(EpisodeError, match="is a folder, expected a video file"):
+        load_episode(tmp_path, format="video")
+
+
 def test_other_mp4_names_are_plain_videos(tmp_path: Path) -> None:
     assert parse_simplerenv_path(Path("successful_run.mp4")) == {}
     write_video(moving_frames(2, 16, 16), tmp_path / "successful_run.mp4")
@@ -319,6 +327,7 @@ def test_frames_are_sorted_naturally(tmp_path: Path) -> None:
     for i in (10, 2, 1):
         Image.fromarray(np.full((8, 10, 3), i * 20, np.uint8)).save(tmp_path / f"f_{i}.png")
     Image.fromarray(np.full((8, 10, 3), 99, np.uint8)).save(tmp_path / "f_3.jpg", quality=100)
+    (tmp_path / "._f_0.png").write_bytes(b"resource fork")  # hidden: left out, not "corrupt"
     ep = load_episode(tmp_path)
     assert [int(f[0, 0, 0]) for f in ep.frames[:2]] + [int(ep.frames[3, 0, 0, 0])] == [20, 40, 200]
     assert abs(int(ep.frames[2, 0, 0, 0]) - 99) <= 2

@@ -44,9 +44,13 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def _is_frame(p: Path) -> bool:
+    # hidden files are left out: macOS copies leave "._frame_001.png" resource forks beside frames
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
 def frame_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda p: natural_key(p.name))
+    return sorted(filter(_is_frame, folder.iterdir()), key=lambda p: natural_key(p.name))
 
 
 def decode_image(data: bytes, what: str) -> np.ndarray:
@@ -121,7 +125,7 @@ def save_frames_episode(episode: Episode, path: Path) -> None:
 
 
 def _detect(p: Path) -> bool:
-    return p.is_dir() and any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+    return p.is_dir() and any(map(_is_frame, p.iterdir()))
 
 
 register_format(

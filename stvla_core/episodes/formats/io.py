@@ -147,6 +147,8 @@ def decode_video(
     """All frames of the first video stream as (T, H, W, 3) uint8 RGB, their times in seconds
     (T,), and the stream's frame rate (None when the file does not say). With start_s/end_s only
     frames whose time lies in [start_s, end_s) are kept (half a frame of slack either side)."""
+    if path.is_dir():
+        raise EpisodeError(f"{where(path)} is a folder, expected a video file")
     if not path.is_file():
         raise EpisodeError(f"video file {where(path)} does not exist")
     if path.stat().st_size == 0:
@@ -162,7 +164,9 @@ def decode_video(
             fps = _rate(stream)
             slack = 0.5 / fps if fps else 1e-3
             if start_s is not None and start_s > 0 and stream.time_base:
-                container.seek(int((start_s - slack) / stream.time_base), stream=stream, backward=True)
+                container.seek(
+                    int(max(0.0, start_s - slack) / stream.time_base), stream=stream, backward=True
+                )
             for i, frame in enumerate(container.decode(stream)):
                 t = float(frame.time) if frame.time is not None else i / (fps or 1.0)
                 if start_s is not None and t < start_s - slack:

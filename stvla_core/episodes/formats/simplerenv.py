@@ -11,13 +11,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from stvla_core.episodes.episode import Episode
+from stvla_core.episodes.episode import Episode, EpisodeError
 from stvla_core.episodes.formats.io import (
     build_episode,
     decode_video,
     read_json,
     sidecar_fields,
     sidecar_path,
+    where,
 )
 from stvla_core.episodes.formats.registry import EpisodeFormat, LoadLimits, register_format
 
@@ -79,6 +80,11 @@ def _value(v: str) -> Any:
 
 def load_simplerenv_episode(path: Path, limits: LoadLimits) -> Episode:
     info = parse_simplerenv_path(path)
+    if not info:
+        raise EpisodeError(
+            f"{where(path)} is not named like a SimplerEnv rollout: expected success_obj_... or "
+            f"failure_obj_..., found {path.name!r}"
+        )
     side = sidecar_path(path)
     fields = sidecar_fields(read_json(side), side) if side.is_file() else {"metadata": {}}
     fields["metadata"] = {"simplerenv": info, "success": info["success"], **fields["metadata"]}
