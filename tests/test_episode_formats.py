@@ -456,6 +456,9 @@ def test_lerobot_missing_episode_and_camera(request: pytest.FixtureRequest, vers
         load_episode(root, episode_index=7)
     with pytest.raises(EpisodeError, match="has no camera 'front'; expected one of observation.images.top, "):
         load_episode(root, camera="front")
+    with pytest.raises(EpisodeError, match="episode_index: expected an integer, found '1'"):
+        load_episode(root, episode_index="1")
+    assert load_episode(root, episode_index=np.int64(1)).num_frames == LENGTHS[1]
 
 
 def test_lerobot_unknown_version(tmp_path: Path) -> None:

@@ -218,6 +218,9 @@ def load_lerobot_episode(
 ) -> Episode:
     """episode_index: the dataset's `episode_index`; camera: a feature key such as
     "observation.images.top" (default: the first camera info.json lists)."""
+    if isinstance(episode_index, bool) or not isinstance(episode_index, int | np.integer):
+        raise EpisodeError(f"LeRobot episode_index: expected an integer, found {episode_index!r}")
+    episode_index = int(episode_index)
     info_path = path / INFO
     info = read_json(info_path)
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
