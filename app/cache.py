@@ -97,6 +97,11 @@ def write_png(img: np.ndarray, path: Path) -> str:
     return str(path)
 
 
+def tokens_html(tokens: pd.DataFrame) -> str:
+    """The token table as plain HTML: cheaper to send and to draw than a Dataframe component."""
+    return "<div class='stvla-tokens'>" + tokens.to_html(index=False, border=0, escape=True) + "</div>"
+
+
 def make_step_view(pred: Prediction, thumbs: np.ndarray, image_dir: Path) -> StepView:
     """The display images of one prediction's step, also written as PNG files into image_dir."""
     f = pred.traced

@@ -17,6 +17,8 @@ from stvla_core.tracking import TRACKERS
 CSS = """
 .stvla-error {background:#fde8e8;border:1px solid #e02424;color:#9b1c1c;padding:6px 10px;border-radius:6px}
 .stvla-progress progress {width: 60%; vertical-align: middle}
+.stvla-tokens table {font-family: monospace; font-size: 12px; border-collapse: collapse}
+.stvla-tokens th, .stvla-tokens td {padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd}
 """
 VARIANT_NOTES = {
     "A": "A: each trace pixel = depth of its point at its own time",
@@ -101,9 +103,10 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         plot = gr.Plot(
             label="Actions: predicted (red) vs recorded (blue); dotted line = current step", elem_id="actions"
         )
-    tokens = gr.Dataframe(
-        label="Current prediction: action tokens", elem_id="tokens", interactive=False, wrap=True
+    gr.Markdown(
+        "**Current prediction: action tokens** (grid cell = bin per axis; probability over the vocabulary; top-k alternatives)"
     )
+    tokens = gr.HTML(elem_id="tokens")
     with gr.Row():
         zip_btn = gr.Button("Export traced maps + overlays (zip: npz, png, mp4, csv)", elem_id="export-zip")
         csv_btn = gr.Button("Export actions table (CSV)", elem_id="export-csv")

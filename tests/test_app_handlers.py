@@ -160,7 +160,8 @@ def test_step_images_match_the_trace_pipeline_on_one_shared_scale(insp: Inspecto
 def test_tokens_and_action_plot_describe_the_prediction(insp: Inspector) -> None:
     run = finished(insp, "bundled:right.npz")
     out = insp.render("bundled:right.npz", 4, *CONTROLS)
-    tokens = out[9]
+    assert out[9].count("</tr>") == 13 and "translation" in out[9]  # header + one row per token
+    tokens = run.steps[4].tokens
     assert len(tokens) == 12 and list(tokens["kind"][:3]) == ["translation", "rotation", "gripper"]
     assert ((tokens["prob"] >= 0) & (tokens["prob"] <= 1)).all()
     fig = json.loads(insp.plot_at("bundled:right.npz", 4, *CONTROLS).plot)
