@@ -369,7 +369,8 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
 class CoTrackerThreeOnline(CoTrackerThreeBase):
     """Tracks with windows of `window_len` frames moving by half a window; each window starts
     from the previous one's answer on the frames they share (the official non-streaming path of
-    the online model). The clip is padded with its last frame to a whole number of steps."""
+    the online model). The clip is padded with its last frame to a whole number of windows; a
+    clip of at most half a window still gets one window (the official code returns zeros there)."""
 
     def track(self, fmaps: Tensor, queries: Tensor, iters: int = 4) -> tuple[Tensor, Tensor, Tensor]:
         b, t = fmaps.shape[:2]
