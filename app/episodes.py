@@ -1,10 +1,14 @@
 """The episodes the app can show: the bundled samples (every *.npz in the episodes folder, loaded
-on first use) and uploads (any format `load_episode` reads, within a size limit). Each is loaded
-once and kept as one object, so the trace pipeline's per-frame caches stay valid for it."""
+on first use) and uploads (any format `load_episode` reads, within a size limit; the folder
+formats, a LeRobot dataset or a folder of frames, arrive as a .zip). Each is loaded once and kept
+as one object, so the trace pipeline's per-frame caches stay valid for it."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from itertools import count
 from pathlib import Path
@@ -18,7 +22,9 @@ UPLOAD = "upload:"
 class EpisodeStore:
     def __init__(self, folder: str | Path, max_upload_bytes: int, keep_uploads: int = 8) -> None:
         self.folder = Path(folder)
-        self.limits = LoadLimits(max_bytes=max_upload_bytes)
+        self.limits = LoadLimits(
+            max_bytes=max_upload_bytes, max_decoded_bytes=max(max_upload_bytes, 2 * 1024**3)
+        )
         self.keep_uploads = keep_uploads
         self._loaded: OrderedDict[str, Episode] = OrderedDict()
         self._uploads: list[str] = []
@@ -56,10 +62,15 @@ class EpisodeStore:
             return self._loaded[episode_id]
 
     def upload(self, path: str | Path) -> str:
-        """Load an uploaded file (or folder) and return its id. Raises EpisodeError (or the
-        loader's own error) naming the file and the problem; nothing is kept on failure."""
+        """Load an uploaded file (a .zip holding a folder format is unpacked first) and return its
+        id. Raises EpisodeError (or the loader's own error) naming the file and the problem;
+        nothing is kept on failure."""
         p = Path(path)
-        ep = load_episode(p, limits=self.limits)
+        if p.suffix.lower() == ".zip":
+            with tempfile.TemporaryDirectory(prefix="stvla-upload-") as tmp:
+                ep = load_episode(unpack_zip(p, Path(tmp), self.limits.max_bytes), limits=self.limits)
+        else:
+            ep = load_episode(p, limits=self.limits)
         if ep.name in ("", "episode"):
             ep = ep.replace(name=p.stem)
         with self._lock:
@@ -69,3 +80,28 @@ class EpisodeStore:
             while len(self._uploads) > self.keep_uploads:
                 self._loaded.pop(self._uploads.pop(0), None)
         return episode_id
+
+
+def unpack_zip(path: Path, dest: Path, max_bytes: int) -> Path:
+    """Extract a zip into dest after checking its unpacked size and that no member escapes dest;
+    returns the single top-level entry (the episode folder) or dest itself."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise EpisodeError(
+                    f"{path.name!r} unpacks to {total} bytes, over the limit of {max_bytes} bytes"
+                )
+            root = dest.resolve()
+            for m in members:
+                if not (root / m.filename).resolve().is_relative_to(root):
+                    raise EpisodeError(f"{path.name!r} holds a path outside the archive: {m.filename!r}")
+            z.extractall(root)
+    except zipfile.BadZipFile as e:
+        raise EpisodeError(f"{path.name!r} is not a readable zip archive ({e})") from None
+    entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+    if not entries:
+        raise EpisodeError(f"{path.name!r} is an empty archive")
+    shutil.rmtree(root / "__MACOSX", ignore_errors=True)
+    return entries[0] if len(entries) == 1 else root

@@ -63,7 +63,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             scale=3,
         )
         upload = gr.File(
-            label=f"Upload an episode (max {insp.ctx.settings.max_upload_mb} MB)",
+            label=f"Upload an episode: .npz, video, or a .zip of a LeRobot / frames folder (max {insp.ctx.settings.max_upload_mb} MB)",
             file_count="single",
             type="filepath",
             elem_id="upload",

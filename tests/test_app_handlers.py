@@ -302,3 +302,30 @@ def test_legend_ticks_sit_where_colorize_depth_puts_their_depth() -> None:
         want = colorize_depth(np.float32([[d]]), vmin, vmax)[0, 0].astype(int)
         assert np.abs(bar[5, ticks[d]].astype(int) - want).max() <= 12  # one pixel of ramp
     assert (bar[5, 0] == colorize_depth(np.float32([[vmin]]), vmin, vmax)[0, 0]).all()
+
+
+def test_a_zipped_folder_format_uploads(episodes: Path, tmp_path: Path) -> None:
+    ep = translating_episode(t=5, h=48, w=64, name="framed")
+    folder = save_episode(ep, tmp_path / "framed", format="frames")
+    archive = tmp_path / "framed.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f"framed/{f.name}")
+    store = EpisodeStore(episodes, max_upload_bytes=10**9)
+    loaded = store.get(store.upload(archive))
+    assert loaded.num_frames == 5
+    np.testing.assert_array_equal(loaded.frames, ep.frames)  # PNG frames are lossless
+
+
+def test_a_zip_escaping_its_folder_or_too_large_is_refused(episodes: Path, tmp_path: Path) -> None:
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../outside.png", b"x")
+    store = EpisodeStore(episodes, max_upload_bytes=10**6)
+    with pytest.raises(EpisodeError, match="outside the archive: '../outside.png'"):
+        store.upload(evil)
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("f/zeros.png", bytes(2 * 10**6))
+    with pytest.raises(EpisodeError, match="unpacks to 2000000 bytes, over the limit of 1000000"):
+        store.upload(big)
