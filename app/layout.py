@@ -8,6 +8,7 @@ from functools import partial
 import gradio as gr
 
 from app.inspector import POLL_OUTPUTS, STEP_OUTPUTS, AppContext, Inspector
+from app.jobs_tab import build_jobs_tab
 from app.settings import env_vars
 from app.settings_panel import STATUS_HEADERS, apply_settings, status_table
 from stvla_core.depth import DEPTH_ESTIMATORS
@@ -45,7 +46,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 c = _inspector(insp, s.tracker, s.depth)
             with gr.Tab("Settings", id="settings"):
                 _settings(ctx)
-            # Jobs tab (app/jobs_tab.py) goes here, one line: `with gr.Tab("Jobs", id="jobs"): build_jobs_tab(ctx)`
+            with gr.Tab("Jobs", id="jobs"):
+                build_jobs_tab(ctx)
         demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]]).then(
             insp.plot_at, [c["episode"], c["slider"], *c["controls"]], [c["plot"]]
         )

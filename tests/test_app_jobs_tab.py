@@ -1,0 +1,120 @@
+"""Jobs tab handlers, called directly with a real JobManager on a temporary folder and real worker
+processes (no browser)."""
+
+from __future__ import annotations
+
+import html
+import os
+import signal
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from app.jobs_tab import CLOSED_LOOP, FINETUNE, OFFLINE, JobsTab, adapter_dir, result_plot
+from stvla_core.jobs import CANCELLED, RUNNING, SUCCEEDED, JobManager
+
+REPO = Path(__file__).resolve().parents[1]
+EPISODES = REPO / "assets" / "episodes"
+
+
+@pytest.fixture
+def tab(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    yield JobsTab(manager, tmp_path / "media", EPISODES)
+    for job in manager.list(states=(RUNNING,)):  # leave no process behind
+        if job.pid:
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def wait_for(tab: JobsTab, job_id: str, predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tab.jobs.poll()
+        job = tab.jobs.get(job_id)
+        if predicate(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {tab.jobs.get(job_id).state} after {timeout} s")
+
+
+def test_sleep_job_shows_in_table_and_log_then_cancel(tab):
+    job_id, error, table = tab.submit("sleep", {"steps": 200, "seconds": 0.05, "message": "dozing"})
+    assert error == "" and job_id
+    assert list(table["id"]) == [job_id] and table.loc[0, "kind"] == "sleep"
+    wait_for(tab, job_id, lambda j: j.progress > 0)
+    status, log, key = tab.status(job_id)
+    assert "**running**" in status and key == f"{job_id}:running"
+    assert "dozing: step 1 of 200" in log
+    # the timer sends results only when the state changed
+    out = tab.tick(job_id, key)
+    assert out[3] == key and all(isinstance(v, type(gr.skip())) for v in out[4:])
+    message, table = tab.cancel(job_id)
+    assert message == "" and table.loc[0, "state"] == CANCELLED
+    assert tab.jobs.get(job_id).state == CANCELLED
+    message, _ = tab.cancel(job_id)
+    assert f"job {job_id} was already cancelled" in message
+
+
+def test_offline_evaluation_from_the_form_gives_a_results_table_and_plot(tab):
+    form = [OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "zero", 5]
+    job_id, error, table = tab.submit_form(*form)
+    assert error == "", error
+    assert table.loc[0, "kind"] == "evaluate_offline"
+    wait_for(tab, job_id, lambda j: j.done, timeout=60)
+    assert tab.jobs.get(job_id).state == SUCCEEDED, tab.jobs.log(job_id)
+    status, log, key, res_table, plot, video, adapter, load = tab.show(job_id)
+    assert "**succeeded**" in status and "job succeeded" in log and key == f"{job_id}:succeeded"
+    assert isinstance(res_table, pd.DataFrame) and len(res_table) > 0 and "mae" in res_table.columns
+    assert plot is not None and len(plot.data) > 0
+    assert video is None and adapter == "" and load["visible"] is False
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        (
+            [CLOSED_LOOP, ["PickCube-v1"], 0, 50, "zero", "gpu", [], "zero", 0],
+            "episodes_per_task: expected >= 1",
+        ),
+        ([CLOSED_LOOP, [], 3, 50, "zero", "gpu", [], "zero", 0], "tasks: choose at least one task"),
+        ([CLOSED_LOOP, ["PickCube-v1"], 2.5, 50, "zero", "gpu", [], "zero", 0], "expected a whole number"),
+        ([OFFLINE, [], 3, 50, "zero", "gpu", [], "zero", 0], "episodes: choose at least one episode"),
+        ([OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "nope", 0], "policy: expected one of"),
+        (["Train a robot", [], 3, 50, "zero", "gpu", [], "zero", 0], "job kind: expected one of"),
+    ],
+)
+def test_bad_form_says_why_and_submits_nothing(tab, form, message):
+    job_id, error, table = tab.submit_form(*form)
+    assert job_id == "" and message in html.unescape(error) and "stvla-error" in error
+    assert table.empty and tab.jobs.list() == []
+
+
+def test_finetune_form_without_the_module_or_with_it(tab):
+    from app.jobs_tab import finetune_config_class
+
+    job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0)
+    if finetune_config_class() is None:
+        assert job_id == "" and "fine-tuning not available yet" in error
+    else:
+        assert job_id == "" and "fine-tune form: expected" in error  # no field values given
+    assert tab.jobs.list() == []
+
+
+def test_results_helpers_read_loss_csv_and_adapter(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,loss\n0,2.0\n1,1.5\n2,0.9\n")
+    fig = result_plot(tmp_path, {})
+    assert list(fig.data[0].y) == [2.0, 1.5, 0.9] and list(fig.data[0].x) == [0, 1, 2]
+    assert adapter_dir(tmp_path, {}) is None
+    (tmp_path / "checkpoint" / "adapter").mkdir(parents=True)
+    (tmp_path / "checkpoint" / "adapter" / "adapter_config.json").write_text("{}")
+    assert adapter_dir(tmp_path, {}) == tmp_path / "checkpoint" / "adapter"
+    assert adapter_dir(tmp_path, {"adapter": "checkpoint"}) == tmp_path / "checkpoint"
+
+
+def test_unknown_selection_is_explained(tab):
+    status, log, key = tab.status("20990101-000000-abcdef")
+    assert "no job '20990101-000000-abcdef'" in status and log == "" and key == ""
+    assert tab.status("")[0] == "Select a job in the table."
