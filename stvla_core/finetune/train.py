@@ -1,0 +1,290 @@
+"""The LoRA training loop: prefix-LM forward (prompt bidirectional, action tokens causal) with the
+loss only on the 3k action tokens, as SpatialVLA fine-tunes; atomic checkpoints and resume.
+
+Run folder:
+    config.json                 the config of the run
+    metrics.jsonl               one line per logged step: step, loss, action-token accuracy, lr
+    checkpoints/step_000050/    adapter + optimizer.pt + state.json + COMPLETE, renamed into place
+    adapter/                    the final adapter
+    summary.json                written last: a run without it did not finish
+A checkpoint folder is written under a temporary name and renamed when complete; resume takes the
+newest folder holding COMPLETE, so a process killed mid-write (kill -9) loses at most the steps
+since the last checkpoint and never loads a half-written one."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig
+
+from stvla_core.finetune.adapter import add_lora, save_adapter
+from stvla_core.finetune.config import FinetuneConfig
+from stvla_core.finetune.samples import Samples, build_samples, load_episodes
+from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration, resolve_checkpoint
+from stvla_core.model.processing_spatialvla import SpatialVLAProcessor
+from stvla_core.model.tiny import processor_for, tiny_model
+from stvla_core.traces import TraceConfig
+
+Progress = Callable[[float, str], None]
+COMPLETE = "COMPLETE"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) prompt + action tokens, right-padded
+    labels: torch.Tensor  # (B, L) action tokens, -100 elsewhere
+    mask: torch.Tensor  # (B, 1, L, L) additive attention mask
+    pixel_values: torch.Tensor
+    intrinsics: torch.Tensor
+    depth: torch.Tensor
+
+
+def load_model(config: FinetuneConfig) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
+    dtype = DTYPES[config.dtype]
+    if config.model == "tiny":
+        model = tiny_model(config.seed, config.device).to(dtype)
+        return model, processor_for(model)
+    root = resolve_checkpoint(config.model)
+    model = SpatialVLAForConditionalGeneration.from_pretrained(root, config.device, dtype)
+    return model, processor_for(model, root)
+
+
+def lora_config(config: FinetuneConfig) -> LoraConfig:
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        modules_to_save=list(config.modules_to_save) or None,
+    )
+
+
+def make_batch(samples: Samples, idx: list[int], pad_id: int, device: torch.device) -> Batch:
+    """Prefix-LM mask: every token sees the whole prompt; action token i sees action tokens <= i;
+    padding is seen by nobody."""
+    seqs = [torch.cat([samples.prompt_ids[i], samples.action_ids[i]]) for i in idx]
+    n_act = samples.action_ids.shape[1]
+    length = max(len(s) for s in seqs)
+    b = len(idx)
+    ids = torch.full((b, length), pad_id, dtype=torch.long)
+    labels = torch.full((b, length), -100, dtype=torch.long)
+    allowed = torch.zeros(b, length, length, dtype=torch.bool)
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    for j, s in enumerate(seqs):
+        n, p = len(s), len(s) - n_act
+        ids[j, :n] = s
+        labels[j, p:n] = s[p:]
+        allowed[j, :, :p] = True
+        allowed[j, :, p:n] = causal[:, p:n]
+        allowed[j, :, n:] = False
+    mask = torch.zeros(b, 1, length, length).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
+    return Batch(
+        ids.to(device),
+        labels.to(device),
+        mask.to(device),
+        samples.pixel_values[idx].to(device),
+        samples.intrinsics[idx].to(device),
+        samples.depth[idx].to(device),
+    )
+
+
+def forward_loss(model: SpatialVLAForConditionalGeneration, batch: Batch) -> tuple[torch.Tensor, float]:
+    """Mean cross-entropy over the action tokens, and the fraction of them predicted exactly
+    (full-vocabulary argmax)."""
+    visual = model.visual_embedding(batch.pixel_values, batch.intrinsics, batch.depth)
+    embeds = model.input_embeddings(batch.input_ids, visual)
+    b, q = batch.input_ids.shape
+    positions = torch.arange(1, q + 1, device=embeds.device)[None].expand(b, -1)
+    mask = batch.mask.to(embeds.dtype)
+    logits = model.language_model(
+        inputs_embeds=embeds,
+        attention_mask={"full_attention": mask, "sliding_attention": mask},
+        position_ids=positions,
+        use_cache=False,
+        logits_to_keep=0,
+    ).logits
+    logits, target = logits[:, :-1].float(), batch.labels[:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+    keep = target != -100
+    acc = (logits.argmax(-1)[keep] == target[keep]).float().mean().item()
+    return loss, acc
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The batch of a step depends only on (seed, step), so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(n, size=batch_size, replace=n < batch_size).tolist()
+
+
+def lr_at(config: FinetuneConfig, step: int) -> float:
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    return config.learning_rate
+
+
+# -- run folder ------------------------------------------------------------------------------
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first; half-written ones (no COMPLETE) are skipped."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model: torch.nn.Module, lcfg: LoraConfig, opt: torch.optim.Optimizer
+) -> Path:
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = root / f".tmp-step_{step:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_adapter(model, lcfg, tmp)
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
+    (tmp / COMPLETE).write_text(f"{step}\n")
+    if final.exists():  # an earlier, interrupted run reached this step too: replace it whole
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    return final
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a killed run may be cut
+            continue
+        if row.get("step", upto + 1) <= upto:
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    adapter: Path
+    summary: dict[str, Any]
+    losses: list[float]
+
+
+def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult:
+    """Fine-tune, or resume the run in `config.run_dir`; returns the final adapter and summary."""
+    config.validate()
+    report = progress or (lambda f, m: None)
+    run_dir = Path(config.run_dir)
+    start_time = time.time()
+    episodes = load_episodes(list(config.episodes))
+    torch.manual_seed(config.seed)
+    model, processor = load_model(config)
+    lcfg = lora_config(config)
+    add_lora(model, lcfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    done = complete_checkpoints(run_dir)
+    if done and not config.resume:
+        raise FileExistsError(
+            f"run_dir {run_dir} already holds checkpoints (newest {done[-1].name}); "
+            "set resume=true to continue it or choose a new run_dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = 0
+    if done:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        from stvla_core.finetune.adapter import ADAPTER_WEIGHTS
+
+        ckpt = done[-1]
+        set_peft_model_state_dict(model, load_file(str(ckpt / ADAPTER_WEIGHTS), device=str(model.device)))
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=model.device))
+        start = json.loads((ckpt / "state.json").read_text())["step"]
+        report(0.0, f"resuming from {ckpt.name}")
+    config.save(run_dir / "config.json")
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = _read_metrics(metrics_path, start)
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in metrics))
+
+    report(0.0, f"building samples from {len(episodes)} episode(s)")
+    trace = TraceConfig(
+        buffer=config.buffer, tracker=config.tracker, depth=config.depth, variant=config.variant
+    )
+    samples = build_samples(episodes, processor, trace, config.unnorm_key, config.every)
+    pad_id = 0 if processor.image_token_id != 0 else 1
+    losses = [r["loss"] for r in metrics]
+    with metrics_path.open("a") as log:
+        for step in range(start, config.steps):
+            lr = lr_at(config, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = make_batch(
+                samples,
+                batch_indices(len(samples), config.batch_size, config.seed, step),
+                pad_id,
+                model.device,
+            )
+            loss, acc = forward_loss(model, batch)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; lower learning_rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = step + 1
+            losses.append(loss.item())
+            if n % config.log_every == 0 or n == config.steps:
+                log.write(
+                    json.dumps({"step": n, "loss": loss.item(), "action_accuracy": acc, "lr": lr}) + "\n"
+                )
+                log.flush()
+            if n % config.checkpoint_every == 0 or n == config.steps:
+                log.flush()
+                save_checkpoint(run_dir, n, model, lcfg, opt)
+            report(n / config.steps, f"step {n}/{config.steps} loss {loss.item():.4f} acc {acc:.3f}")
+
+    adapter = run_dir / "adapter"
+    tmp = run_dir / f".tmp-adapter-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_adapter(model, lcfg, tmp)
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.rename(tmp, adapter)
+    rows = _read_metrics(metrics_path, config.steps)
+    head, tail = losses[: min(5, len(losses))], losses[-min(5, len(losses)) :]
+    summary = {
+        "steps": config.steps,
+        "resumed_from": start,
+        "samples": len(samples),
+        "episodes": [e.name for e in episodes],
+        "trainable_parameters": sum(p.numel() for p in params),
+        "first_loss_mean": float(np.mean(head)) if head else None,
+        "last_loss_mean": float(np.mean(tail)) if tail else None,
+        "final_action_accuracy": rows[-1]["action_accuracy"] if rows else None,
+        "adapter": str(adapter),
+        "seconds": round(time.time() - start_time, 2),
+    }
+    _write_json(run_dir / "summary.json", summary)
+    report(1.0, f"done: loss {summary['first_loss_mean']:.4f} -> {summary['last_loss_mean']:.4f}")
+    return RunResult(run_dir, adapter, summary, losses)
