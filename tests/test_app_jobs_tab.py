@@ -118,3 +118,29 @@ def test_unknown_selection_is_explained(tab):
     status, log, key = tab.status("20990101-000000-abcdef")
     assert "no job '20990101-000000-abcdef'" in status and log == "" and key == ""
     assert tab.status("")[0] == "Select a job in the table."
+
+
+@pytest.mark.sim
+def test_closed_loop_job_from_the_form_shows_success_table_and_video(tab):
+    from test_evaluation import vulkan_problem
+
+    if vulkan_problem() is not None:
+        pytest.skip(vulkan_problem())
+    form = [CLOSED_LOOP, ["PickCube-v1"], 2, 5, "random", "gpu", [], "zero", 0]
+    job_id, error, _ = tab.submit_form(*form)
+    assert error == "", error
+    job = wait_for(tab, job_id, lambda j: j.done, timeout=240)
+    assert job.state == SUCCEEDED, tab.jobs.log(job_id)
+    status, log, key, res_table, plot, video, adapter, load = tab.show(job_id)
+    assert "PickCube-v1: success" in log
+    assert res_table.to_dict("records") == [
+        {
+            "task": "PickCube-v1",
+            "episodes": 2,
+            "success (%)": res_table.loc[0, "success (%)"],
+            "mean length": 5.0,
+        }
+    ]
+    assert plot.data[0].x == ("PickCube-v1",)
+    assert video is not None and Path(video).stat().st_size > 0 and Path(video).suffix == ".mp4"
+    assert Path(video).is_relative_to(tab.media_dir)
