@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -53,12 +52,18 @@ def load_adapter_into(model: nn.Module, path: str | Path) -> LoraConfig:
             raise FileNotFoundError(f"no {name} in {path}; expected a LoRA adapter folder")
     config = LoraConfig.from_pretrained(str(path))
     add_lora(model, config)
+    set_adapter_weights(model, path)
+    return config
+
+
+def set_adapter_weights(model: nn.Module, path: str | Path) -> None:
+    """Load the weights of an adapter folder into a model that already holds the same LoRA layers."""
+    path = Path(path)
     state = load_file(str(path / ADAPTER_WEIGHTS), device=str(next(model.parameters()).device))
     result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"adapter {path} holds weights the model has no place for: {unexpected[:3]}")
-    return config
 
 
 def load_adapter(policy: object, path: str | Path) -> object:
@@ -67,8 +72,3 @@ def load_adapter(policy: object, path: str | Path) -> object:
     load_adapter_into(policy.model, path)  # type: ignore[attr-defined]
     policy.model.eval()  # type: ignore[attr-defined]
     return policy
-
-
-@torch.no_grad()
-def lora_norm(model: nn.Module) -> float:
-    return float(sum(p.float().norm() ** 2 for n, p in model.named_parameters() if "lora_B" in n) ** 0.5)

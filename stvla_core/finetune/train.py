@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 
-from stvla_core.finetune.adapter import add_lora, save_adapter
+from stvla_core.finetune.adapter import add_lora, save_adapter, set_adapter_weights
 from stvla_core.finetune.config import FinetuneConfig
 from stvla_core.finetune.samples import Samples, build_samples, load_episodes
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration, resolve_checkpoint
@@ -182,6 +182,22 @@ def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
     return rows
 
 
+# fields that may change between a run and its resumption; any other change makes the checkpoints
+# belong to a different training run
+_RESUMABLE = {"steps", "checkpoint_every", "log_every", "resume", "device", "episodes", "run_dir"}
+
+
+def _check_same_run(path: Path, config: FinetuneConfig) -> None:
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    new = config.to_dict()
+    changed = sorted(k for k in new if k not in _RESUMABLE and old.get(k) != new[k])
+    if changed:
+        diffs = "; ".join(f"{k}: checkpoints have {old.get(k)!r}, config has {new[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {path.parent}: {diffs}. Use the same settings or a new run_dir")
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -214,13 +230,9 @@ def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult
     run_dir.mkdir(parents=True, exist_ok=True)
     start = 0
     if done:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        from stvla_core.finetune.adapter import ADAPTER_WEIGHTS
-
+        _check_same_run(run_dir / "config.json", config)
         ckpt = done[-1]
-        set_peft_model_state_dict(model, load_file(str(ckpt / ADAPTER_WEIGHTS), device=str(model.device)))
+        set_adapter_weights(model, ckpt)
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=model.device))
         start = json.loads((ckpt / "state.json").read_text())["step"]
         report(0.0, f"resuming from {ckpt.name}")
