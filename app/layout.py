@@ -125,7 +125,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden").then(
         insp.plot_at, inputs, [plot], show_progress="hidden"
     )
-    slider.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last")
+    slider.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last", queue=False)
     # the step marker moves in the browser: a full redraw of seven subplots would hold up the pictures
     slider.change(None, [slider], None, js=MARK_STEP_JS)
     plot.change(None, [slider], None, js=MARK_STEP_JS)  # a chart sent for an older step catches up
