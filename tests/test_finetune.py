@@ -16,8 +16,8 @@ from stvla_core.finetune import FinetuneConfig, FinetuneConfigError, action_chun
 from stvla_core.finetune.__main__ import main as cli_main
 from stvla_core.finetune.__main__ import parse
 from stvla_core.finetune.job import run as run_job
-from stvla_core.finetune.samples import Samples
-from stvla_core.finetune.train import complete_checkpoints, make_batch
+from stvla_core.finetune.samples import Samples, build_samples
+from stvla_core.finetune.train import action_logits, complete_checkpoints, make_batch
 from stvla_core.policy import Policy
 
 
@@ -57,13 +57,42 @@ def test_batch_masks_prompt_bidirectional_actions_causal_padding_unseen() -> Non
         origin=[("a", 0), ("a", 1)],
     )
     b = make_batch(s, [0, 1], pad_id=0, device=torch.device("cpu"))
-    assert b.input_ids.tolist() == [[7, 8, 100, 101, 0], [7, 8, 9, 102, 103]]
-    assert b.labels.tolist() == [[-100, -100, 100, 101, -100], [-100, -100, -100, 102, 103]]
+    assert b.input_ids.tolist() == [[0, 7, 8, 100, 101], [7, 8, 9, 102, 103]]
+    assert b.position_ids.tolist() == [[1, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
+    assert b.targets.tolist() == [[100, 101], [102, 103]]
     seen = (b.mask[:, 0] == 0).int().tolist()
-    # sample 0: the prompt (0, 1) sees itself, actions 2 and 3 see the prompt and the actions before
-    # them, the pad 4 is seen by nobody
-    assert seen[0] == [[1, 1, 0, 0, 0]] * 2 + [[1, 1, 1, 0, 0]] + [[1, 1, 1, 1, 0]] * 2
-    assert seen[1] == [[1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    # sample 0: the pad (0) is seen by nobody, the prompt (1, 2) sees itself, the actions (3, 4) see
+    # the prompt and the actions up to themselves
+    assert seen[0] == [[0, 1, 1, 0, 0]] * 3 + [[0, 1, 1, 1, 0], [0, 1, 1, 1, 1]]
+    assert seen[1] == [[1, 1, 1, 0, 0]] * 3 + [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+
+
+def test_teacher_forced_batch_matches_generation(episode_paths: list[str]) -> None:
+    """The training forward (left-padded batch, prefix-LM mask) sees what inference sees: with the
+    generated tokens as targets, its probabilities equal generate's for every token."""
+    from stvla_core.episodes import load_episode
+    from stvla_core.model.tiny import processor_for, tiny_model
+    from stvla_core.traces import TraceConfig
+
+    model = tiny_model(0)
+    proc = processor_for(model)
+    ep = load_episode(episode_paths[0]).replace(instruction="a much longer instruction than the other")
+    other = load_episode(episode_paths[1])
+    s = build_samples([ep, other], proc, TraceConfig(), every=7)
+    idx = [0, 2]  # two lengths of prompt: the shorter one is padded
+    k3 = s.action_ids.shape[1]
+    gen = model.generate(
+        torch.stack([s.prompt_ids[0]]), s.pixel_values[:1], s.intrinsics[:1], s.depth[:1], num_tokens=k3
+    )
+    gen2 = model.generate(
+        torch.stack([s.prompt_ids[2]]), s.pixel_values[2:3], s.intrinsics[2:3], s.depth[2:3], num_tokens=k3
+    )
+    s.action_ids[0], s.action_ids[2] = gen.token_ids[0], gen2.token_ids[0]
+    batch = make_batch(s, idx, pad_id=0, device=torch.device("cpu"))
+    with torch.no_grad():
+        probs = action_logits(model, batch).softmax(-1)
+    got = probs.gather(-1, batch.targets[..., None])[..., 0]
+    torch.testing.assert_close(got, torch.stack([gen.probs[0], gen2.probs[0]]), atol=1e-4, rtol=1e-3)
 
 
 def test_tiny_finetune_lowers_loss_and_adapter_reloads(episode_paths: list[str], tmp_path) -> None:

@@ -43,9 +43,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor  # (B, L) prompt + action tokens, right-padded
-    labels: torch.Tensor  # (B, L) action tokens, -100 elsewhere
+    input_ids: torch.Tensor  # (B, L) prompt + action tokens, left-padded so actions end every row
+    position_ids: torch.Tensor  # (B, L) 1-indexed positions of the real tokens (pads hold 1)
     mask: torch.Tensor  # (B, 1, L, L) additive attention mask
+    targets: torch.Tensor  # (B, 3k) the action tokens, the last 3k of every row
     pixel_values: torch.Tensor
     intrinsics: torch.Tensor
     depth: torch.Tensor
@@ -72,53 +73,58 @@ def lora_config(config: FinetuneConfig) -> LoraConfig:
 
 
 def make_batch(samples: Samples, idx: list[int], pad_id: int, device: torch.device) -> Batch:
-    """Prefix-LM mask: every token sees the whole prompt; action token i sees action tokens <= i;
-    padding is seen by nobody."""
+    """Prefix-LM mask: every prompt token sees the whole prompt, action token i sees the prompt and
+    the action tokens up to i, padding is seen by nobody. Left padding puts the action tokens at the
+    end of every row, so the LM head runs on those positions only (the vocabulary is 265k wide)."""
     seqs = [torch.cat([samples.prompt_ids[i], samples.action_ids[i]]) for i in idx]
     n_act = samples.action_ids.shape[1]
     length = max(len(s) for s in seqs)
     b = len(idx)
     ids = torch.full((b, length), pad_id, dtype=torch.long)
-    labels = torch.full((b, length), -100, dtype=torch.long)
+    positions = torch.ones(b, length, dtype=torch.long)
     allowed = torch.zeros(b, length, length, dtype=torch.bool)
     causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
     for j, s in enumerate(seqs):
-        n, p = len(s), len(s) - n_act
-        ids[j, :n] = s
-        labels[j, p:n] = s[p:]
-        allowed[j, :, :p] = True
-        allowed[j, :, p:n] = causal[:, p:n]
-        allowed[j, :, n:] = False
+        pad, act = length - len(s), length - n_act
+        ids[j, pad:] = s
+        positions[j, pad:] = torch.arange(1, len(s) + 1)
+        allowed[j, :, pad:act] = True
+        allowed[j, :, act:] = causal[:, act:]
+        allowed[j, :act, act:] = False
     mask = torch.zeros(b, 1, length, length).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
     return Batch(
         ids.to(device),
-        labels.to(device),
+        positions.to(device),
         mask.to(device),
+        samples.action_ids[idx].to(device),
         samples.pixel_values[idx].to(device),
         samples.intrinsics[idx].to(device),
         samples.depth[idx].to(device),
     )
 
 
-def forward_loss(model: SpatialVLAForConditionalGeneration, batch: Batch) -> tuple[torch.Tensor, float]:
-    """Mean cross-entropy over the action tokens, and the fraction of them predicted exactly
-    (full-vocabulary argmax)."""
+def action_logits(model: SpatialVLAForConditionalGeneration, batch: Batch) -> torch.Tensor:
+    """(B, 3k, V) float32 logits of the action tokens, teacher-forced: the same numbers greedy
+    `generate` sees when it produced those tokens."""
     visual = model.visual_embedding(batch.pixel_values, batch.intrinsics, batch.depth)
     embeds = model.input_embeddings(batch.input_ids, visual)
-    b, q = batch.input_ids.shape
-    positions = torch.arange(1, q + 1, device=embeds.device)[None].expand(b, -1)
     mask = batch.mask.to(embeds.dtype)
     logits = model.language_model(
         inputs_embeds=embeds,
         attention_mask={"full_attention": mask, "sliding_attention": mask},
-        position_ids=positions,
+        position_ids=batch.position_ids,
         use_cache=False,
-        logits_to_keep=0,
+        logits_to_keep=batch.targets.shape[1] + 1,
     ).logits
-    logits, target = logits[:, :-1].float(), batch.labels[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
-    keep = target != -100
-    acc = (logits.argmax(-1)[keep] == target[keep]).float().mean().item()
+    return logits[:, :-1].float()  # the logits at position i predict token i + 1
+
+
+def forward_loss(model: SpatialVLAForConditionalGeneration, batch: Batch) -> tuple[torch.Tensor, float]:
+    """Mean cross-entropy over the action tokens, and the fraction of them predicted exactly
+    (full-vocabulary argmax)."""
+    logits = action_logits(model, batch)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
+    acc = (logits.argmax(-1) == batch.targets).float().mean().item()
     return loss, acc
 
 
