@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from app.inspector import error_box
+from stvla_core.depth import DEPTH_ESTIMATORS
 from stvla_core.evaluation.closed_loop import PANDA_TASKS, TASKS
 from stvla_core.evaluation.policies import POLICIES
-from stvla_core.jobs import SUCCEEDED, JobConfigError, JobManager, JobNotFoundError
+from stvla_core.jobs import JOB_KINDS, SUCCEEDED, JobConfigError, JobManager, JobNotFoundError
 from stvla_core.jobs.manager import TABLE_COLUMNS
 from stvla_core.registry import UnknownNameError
+from stvla_core.traces import VARIANTS
+from stvla_core.tracking import TRACKERS
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS_DIR_ENV = "STVLA_JOBS_DIR"
@@ -86,7 +91,8 @@ def form_fields(cls: type) -> list[FormField]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        base = args[0] if len(args) == 1 and typing.get_origin(tp) is not None else tp
+        is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        base = args[0] if is_union and len(args) == 1 else tp  # `int | None` is edited as an int
         kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(base, "json")
         if f.default is not dataclasses.MISSING:
             default = f.default
@@ -113,6 +119,8 @@ def field_value(field: FormField, raw: Any) -> Any:
         return value
     if field.kind == "str":
         return "" if raw is None else str(raw)
+    if isinstance(raw, (list, dict)):  # a CheckboxGroup's choices
+        return raw
     text = (raw or "").strip()
     if not text:
         return None
@@ -120,12 +128,6 @@ def field_value(field: FormField, raw: Any) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{field.name}: expected JSON, found {text!r} ({e.msg})") from None
-
-
-def error_box(text: str) -> str:
-    import html
-
-    return f"<div class='stvla-error' role='alert'>⚠ {html.escape(text)}</div>" if text else ""
 
 
 def _int_or_none(raw: Any, name: str, allow_none: bool = True) -> int | None:
@@ -197,6 +199,8 @@ class JobsTab:
         if len(values) != len(fields):
             raise ValueError(f"fine-tune form: expected {len(fields)} values, found {len(values)}")
         config = {f.name: field_value(f, raw) for f, raw in zip(fields, values, strict=True)}
+        if isinstance(config.get("episodes"), list):  # names ticked among the bundled episodes
+            config["episodes"] = [str(self.episodes_dir / name) for name in config["episodes"]]
         return {k: v for k, v in config.items() if v is not None}  # empty inputs: the default
 
     def submit(self, kind_label: str, config: dict[str, Any]) -> tuple[str, str, pd.DataFrame]:
@@ -229,6 +233,11 @@ class JobsTab:
                 config = self.offline_config(off_episodes, off_policy, off_max_steps)
             elif kind_label == FINETUNE:
                 config = self.finetune_config(list(ft_values))
+                if KINDS[FINETUNE] not in JOB_KINDS:
+                    raise ValueError(
+                        "fine-tuning not available yet: the 'finetune' job kind is not registered "
+                        "(stvla_core/jobs/kinds.py)"
+                    )
             else:
                 raise ValueError(f"job kind: expected one of {', '.join(KINDS)}, found {kind_label!r}")
         except ValueError as e:
@@ -283,6 +292,7 @@ class JobsTab:
         except JobNotFoundError:
             return view
         if job.state != SUCCEEDED:
+            view.plot = loss_figure(job.dir)  # a fine-tune's curve so far
             return view
         result = self.jobs.result(job_id)
         view.table = result_table(job.dir, result)
@@ -304,10 +314,11 @@ class JobsTab:
     def tick(self, job_id: str, shown: str) -> tuple[Any, ...]:
         """The timer: jobs table, status, log; results only when the selected job's state changed."""
         status, log, key = self.status(job_id)
-        if key == shown:
-            return (self.table(), status, log, shown, *([gr.skip()] * 5))
-        v = self.view(job_id)
-        return (self.table(), status, log, key, *self._results(v))
+        if key != shown:
+            return (self.table(), status, log, key, *self._results(self.view(job_id)))
+        skip = gr.skip()
+        live = loss_figure(self.jobs.get(job_id).dir) if key.endswith(":running") else None
+        return (self.table(), status, log, shown, skip, skip if live is None else live, skip, skip, skip)
 
     def show(self, job_id: str) -> tuple[Any, ...]:
         """Selecting a job: everything at once."""
@@ -354,19 +365,10 @@ def result_table(job_dir: Path, result: dict[str, Any]) -> pd.DataFrame:
 
 
 def result_plot(job_dir: Path, result: dict[str, Any]) -> go.Figure | None:
-    """A loss curve (a CSV with a `loss` column, or a `loss` list in the result), the first saved
-    plotly figure, or closed-loop success bars."""
-    for csv in sorted(job_dir.rglob("*.csv")):
-        try:
-            df = pd.read_csv(csv)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            continue
-        if "loss" in df.columns:
-            x = df["step"] if "step" in df.columns else df.index
-            return loss_figure(list(x), list(df["loss"]), csv.name)
-    losses = result.get("loss") or result.get("losses")
-    if isinstance(losses, list) and losses and all(isinstance(v, (int, float)) for v in losses):
-        return loss_figure(list(range(len(losses))), losses, "result.json")
+    """A loss curve, the first saved plotly figure, or closed-loop success bars."""
+    curve = loss_figure(job_dir)
+    if curve is not None:
+        return curve
     figures = sorted(job_dir.glob("*.plotly.json"))
     if figures:
         return pio.from_json(figures[0].read_text())
@@ -377,8 +379,37 @@ def result_plot(job_dir: Path, result: dict[str, Any]) -> go.Figure | None:
     return None
 
 
-def loss_figure(steps: list[Any], loss: list[float], source: str) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=steps, y=loss, mode="lines", name="loss"))
+def read_losses(job_dir: Path) -> tuple[list[Any], list[float], str] | None:
+    """(steps, losses, file name) from the first metrics file with a `loss` column: JSON lines
+    (fine-tuning's metrics.jsonl, read while it grows: a half-written last line is skipped) or CSV."""
+    for path in sorted(job_dir.rglob("*.jsonl")):
+        rows = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("loss"), (int, float)):
+                rows.append(row)
+        if rows:
+            return [r.get("step", i) for i, r in enumerate(rows)], [r["loss"] for r in rows], path.name
+    for path in sorted(job_dir.rglob("*.csv")):
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue
+        if "loss" in df.columns:
+            steps = df["step"] if "step" in df.columns else df.index
+            return list(steps), [float(v) for v in df["loss"]], path.name
+    return None
+
+
+def loss_figure(job_dir: Path) -> go.Figure | None:
+    series = read_losses(job_dir)
+    if series is None:
+        return None
+    steps, loss, source = series
+    fig = go.Figure(go.Scatter(x=steps, y=loss, mode="lines+markers", name="loss"))
     fig.update_layout(title=f"Training loss ({source})", xaxis_title="step", yaxis_title="loss")
     return fig
 
@@ -432,7 +463,7 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
                     off_policy = gr.Dropdown(policies, value="zero", label="Policy")
                     off_steps = gr.Number(0, precision=0, label="Max steps per episode (0 = all)")
             with gr.Group(visible=False) as ft_group:
-                ft_inputs = _finetune_inputs()
+                ft_inputs = _finetune_inputs(tab)
             submit = gr.Button("Submit", variant="primary", elem_id="job-submit")
             form_error = gr.HTML(elem_id="job-error")
         with gr.Column(scale=3):
@@ -485,21 +516,36 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
     return {"tab": tab, "table": table, "job_id": job_id, "log": log, "results": res_table}
 
 
-def _finetune_inputs() -> list[Any]:
+def _finetune_inputs(tab: JobsTab) -> list[Any]:
+    """One input per FinetuneConfig field: episodes as ticks among the bundled ones, names with a
+    registry as dropdowns, lists and dicts as JSON text."""
     cls = finetune_config_class()
     if cls is None:
         gr.Markdown("fine-tuning not available yet (`stvla_core.finetune` is not installed)")
         return []
+    choices = {
+        "variant": list(VARIANTS),
+        "tracker": TRACKERS.names(),
+        "depth": DEPTH_ESTIMATORS.names(),
+        "dtype": ["float32", "bfloat16", "float16"],
+        "device": ["cpu", "cuda"],
+    }
     inputs = []
     for f in form_fields(cls):
-        if f.kind == "bool":
+        if f.name == "episodes":
+            names = tab.episode_choices()
+            inputs.append(gr.CheckboxGroup(names, value=names[:1], label="episodes"))
+        elif f.name in choices:
+            inputs.append(
+                gr.Dropdown(choices[f.name], value=f.default, label=f.name, allow_custom_value=True)
+            )
+        elif f.kind == "bool":
             inputs.append(gr.Checkbox(bool(f.default), label=f.name))
         elif f.kind in ("int", "float"):
             inputs.append(gr.Number(f.default, precision=0 if f.kind == "int" else None, label=f.name))
         elif f.kind == "str":
             inputs.append(gr.Textbox("" if f.default is None else f.default, label=f.name))
         else:
-            inputs.append(
-                gr.Textbox("" if f.default is None else json.dumps(f.default), label=f"{f.name} (JSON)")
-            )
+            text = "" if f.default is None else json.dumps(f.default)
+            inputs.append(gr.Textbox(text, label=f"{f.name} (JSON)"))
     return inputs

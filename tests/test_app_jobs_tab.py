@@ -4,6 +4,7 @@ processes (no browser)."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import signal
 import time
@@ -92,21 +93,66 @@ def test_bad_form_says_why_and_submits_nothing(tab, form, message):
     assert table.empty and tab.jobs.list() == []
 
 
-def test_finetune_form_without_the_module_or_with_it(tab):
-    from app.jobs_tab import finetune_config_class
+def test_finetune_form_builds_a_valid_config_or_says_it_is_unavailable(tab):
+    from app.jobs_tab import KINDS, finetune_config_class, form_fields
+    from stvla_core.jobs import JOB_KINDS
 
-    job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0)
-    if finetune_config_class() is None:
+    cls = finetune_config_class()
+    if cls is None:
+        job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0)
         assert job_id == "" and "fine-tuning not available yet" in error
-    else:
-        assert job_id == "" and "fine-tune form: expected" in error  # no field values given
+        return
+    fields = form_fields(cls)
+    values = {f.name: json.dumps(f.default) if f.kind == "json" else f.default for f in fields}
+    values.update(episodes=["maniskill_pick.npz"], steps=4.0, rank=2.0, learning_rate=0.01)
+    if KINDS[FINETUNE] not in JOB_KINDS:
+        job_id, error, _ = tab.submit_form(
+            FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0, *values.values()
+        )
+        assert job_id == "" and "the 'finetune' job kind is not registered" in html.unescape(error)
+    config = tab.finetune_config(list(values.values()))
+    assert config["episodes"] == [str(EPISODES / "maniskill_pick.npz")]
+    assert config["steps"] == 4 and isinstance(config["steps"], int) and config["rank"] == 2
+    assert config["target_modules"] == next(f.default for f in fields if f.name == "target_modules")
+    parsed = cls(**config)
+    assert parsed.steps == 4 and parsed.learning_rate == 0.01
+    values["rank"] = 2.5
+    with pytest.raises(ValueError, match="rank: expected a whole number, found 2.5"):
+        tab.finetune_config(list(values.values()))
     assert tab.jobs.list() == []
+
+
+def test_a_job_killed_with_the_app_shows_failed_with_its_log_after_restart(tmp_path):
+    root = tmp_path / "jobs"
+    first = JobsTab(JobManager(root), tmp_path / "media", EPISODES)
+    done_id, _, _ = first.submit_form(OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "zero", 3)
+    wait_for(first, done_id, lambda j: j.done, timeout=60)
+    job_id, _, _ = first.submit("sleep", {"steps": 200, "seconds": 0.05})
+    pid = wait_for(first, job_id, lambda j: j.progress > 0 and j.pid).pid
+    os.killpg(pid, signal.SIGKILL)  # the job's process goes down with the app, before it noticed
+    time.sleep(0.2)
+
+    again = JobsTab(JobManager(root), tmp_path / "media", EPISODES)
+    table = again.table().set_index("id")
+    assert table.loc[job_id, "state"] == "failed" and table.loc[done_id, "state"] == SUCCEEDED
+    status, log, *_ = again.show(job_id)
+    assert "**failed**" in status and "found running after a restart" in status
+    assert "step 1 of 200" in log and "job failed: found running after a restart" in log
+    _, _, _, res_table, *_ = again.show(done_id)
+    assert len(res_table) == 7 and "mae" in res_table.columns  # the earlier results are intact
 
 
 def test_results_helpers_read_loss_csv_and_adapter(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,loss\n0,2.0\n1,1.5\n2,0.9\n")
     fig = result_plot(tmp_path, {})
     assert list(fig.data[0].y) == [2.0, 1.5, 0.9] and list(fig.data[0].x) == [0, 1, 2]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text(
+        '{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.5}\n{"step": 3, "lo'  # a line still being written
+    )
+    fig = result_plot(tmp_path, {})
+    assert list(fig.data[0].y) == [3.0, 2.5] and list(fig.data[0].x) == [1, 2]
+    assert "metrics.jsonl" in fig.layout.title.text
     assert adapter_dir(tmp_path, {}) is None
     (tmp_path / "checkpoint" / "adapter").mkdir(parents=True)
     (tmp_path / "checkpoint" / "adapter" / "adapter_config.json").write_text("{}")
