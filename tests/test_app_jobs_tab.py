@@ -190,3 +190,41 @@ def test_closed_loop_job_from_the_form_shows_success_table_and_video(tab):
     assert plot.data[0].x == ("PickCube-v1",)
     assert video is not None and Path(video).stat().st_size > 0 and Path(video).suffix == ".mp4"
     assert Path(video).is_relative_to(tab.media_dir)
+
+
+@pytest.mark.slow
+def test_finetune_results_show_loss_curve_and_adapter_loads_into_inspector(tmp_path):
+    """The fine-tune job function run in this process (its kind may not be registered yet), then
+    the tab's result readers and the adapter loaded into a real app context (~40 s on 2 CPUs)."""
+    import logging
+
+    from app.inspector import AppContext
+    from app.jobs_tab import finetune_config_class, load_adapter, result_table
+    from app.settings import AppSettings
+    from stvla_core.jobs import JobContext
+
+    cls = finetune_config_class()
+    if cls is None:
+        pytest.skip("stvla_core.finetune is not installed")
+    from stvla_core.finetune.job import run
+
+    config = cls(
+        episodes=[str(EPISODES / "maniskill_pick.npz")], steps=4, buffer=4, every=4, checkpoint_every=4
+    )
+    result = run(config, JobContext("t", tmp_path, logging.getLogger("t"), lambda f, m="": None))
+    table = result_table(tmp_path, result).set_index("key")
+    assert table.loc["steps", "value"] == 4
+    fig = result_plot(tmp_path, result)
+    assert len(fig.data[0].y) == 4 and "metrics.jsonl" in fig.layout.title.text
+    adapter = adapter_dir(tmp_path, result)
+    assert adapter == tmp_path / "runs" / "finetune" / "adapter"
+    ctx = AppContext.create(AppSettings())
+    try:
+        message = load_adapter(ctx, str(adapter))
+        assert "LoRA adapter loaded into the Inspector" in message
+        assert ctx.settings.lora == str(adapter)
+        row = next(r for r in ctx.backends.status_rows() if r[0] == "LoRA adapter")
+        assert row[2] == "active"
+        assert "no adapter" in load_adapter(ctx, "")
+    finally:
+        ctx.close()
