@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import types
 import typing
@@ -39,6 +40,7 @@ JOBS_DIR_ENV = "STVLA_JOBS_DIR"
 DEFAULT_JOBS_DIR = REPO / "jobs"  # ignored by git
 LOG_TAIL_CHARS = 6000
 REFRESH_S = 1.0
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 CLOSED_LOOP = "Closed-loop evaluation (ManiSkill3)"
 OFFLINE = "Offline evaluation (recorded episodes)"
@@ -280,7 +282,8 @@ class JobsTab:
         line = f"**{job.id}** · {job.kind} · **{job.state}** · {100 * job.progress:.0f}% · {job.message}"
         if job.error:
             line += f"\n\nerror: `{job.error}`"
-        return line, self.jobs.log(job_id, LOG_TAIL_CHARS), f"{job.id}:{job.state}"
+        log = ANSI_CODES.sub("", self.jobs.log(job_id, LOG_TAIL_CHARS))  # ManiSkill colours its warnings
+        return line, log, f"{job.id}:{job.state}"
 
     def view(self, job_id: str) -> JobView:
         status, log, _ = self.status(job_id)
@@ -482,7 +485,7 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
     with gr.Row():
         res_table = gr.Dataframe(label="Results", interactive=False, elem_id="job-results")
         res_plot = gr.Plot(label="Loss / errors / success", elem_id="job-plot")
-    video = gr.Video(label="First episode video", interactive=False, elem_id="job-video")
+    video = gr.Video(label="First episode video", interactive=False, height=360, elem_id="job-video")
     adapter = gr.Textbox(visible=False)
     with gr.Row():
         load = gr.Button("Load adapter into Inspector", visible=False, elem_id="job-load-adapter")

@@ -178,7 +178,7 @@ def test_closed_loop_job_from_the_form_shows_success_table_and_video(tab):
     job = wait_for(tab, job_id, lambda j: j.done, timeout=240)
     assert job.state == SUCCEEDED, tab.jobs.log(job_id)
     status, log, key, res_table, plot, video, adapter, load = tab.show(job_id)
-    assert "PickCube-v1: success" in log
+    assert "PickCube-v1: success" in log and "\x1b" not in log
     assert res_table.to_dict("records") == [
         {
             "task": "PickCube-v1",
