@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +21,7 @@ from stvla_core.finetune.__main__ import main as cli_main
 from stvla_core.finetune.__main__ import parse
 from stvla_core.finetune.job import run as run_job
 from stvla_core.finetune.samples import Samples, build_samples
-from stvla_core.finetune.train import action_logits, complete_checkpoints, make_batch
+from stvla_core.finetune.train import RunInUseError, action_logits, complete_checkpoints, make_batch
 from stvla_core.policy import Policy
 
 
@@ -209,3 +213,30 @@ def test_job_kind_runs_inside_the_job_folder(episode_paths, tmp_path) -> None:
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
     assert progress[-1] == 1.0
     json.dumps(out)
+
+
+def test_kill_9_mid_run_leaves_only_complete_checkpoints_and_resumes(episode_paths, tmp_path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "stvla_core.finetune", *episode_paths, "--run-dir", str(run)]
+    cmd += ["--steps", "1000", "--batch-size", "1", "--checkpoint-every", "2", "--learning-rate", "0.01"]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while len(complete_checkpoints(run)) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        with pytest.raises(RunInUseError, match="in use by another training process"):
+            train(config(episode_paths, run, steps=1000, batch_size=1, checkpoint_every=2))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (run / "summary.json").exists()
+    done = complete_checkpoints(run)
+    assert all((p / "COMPLETE").is_file() for p in (run / "checkpoints").glob("step_*"))
+    newest = int(done[-1].name.split("_")[1])
+    resumed = train(config(episode_paths, run, steps=newest + 1, batch_size=1, checkpoint_every=2))
+    assert resumed.summary["resumed_from"] == newest
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, newest + 2))

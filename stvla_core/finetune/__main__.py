@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from stvla_core.finetune.config import FinetuneConfig, FinetuneConfigError
-from stvla_core.finetune.train import train
+from stvla_core.finetune.train import RunInUseError, train
 
 _LISTS = {"target_modules", "modules_to_save"}
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse(argv)
         result = train(config, lambda f, m: print(f"[{f:6.1%}] {m}", flush=True))
-    except (FinetuneConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FinetuneConfigError, FileNotFoundError, FileExistsError, ValueError, RunInUseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result.summary, indent=2))

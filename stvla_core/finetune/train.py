@@ -13,6 +13,7 @@ since the last checkpoint and never loads a half-written one."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -39,6 +40,10 @@ from stvla_core.traces import TraceConfig
 Progress = Callable[[float, str], None]
 COMPLETE = "COMPLETE"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class RunInUseError(RuntimeError):
+    """Another process is training in the same run folder."""
 
 
 @dataclass
@@ -141,9 +146,9 @@ def lr_at(config: FinetuneConfig, step: int) -> float:
 
 
 # -- run folder ------------------------------------------------------------------------------
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -213,9 +218,23 @@ class RunResult:
 
 
 def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult:
-    """Fine-tune, or resume the run in `config.run_dir`; returns the final adapter and summary."""
+    """Fine-tune, or resume the run in `config.run_dir`; returns the final adapter and summary.
+    One process per run folder: a second one gets RunInUseError (the lock dies with its holder,
+    kill -9 included)."""
     config.validate()
-    report = progress or (lambda f, m: None)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUseError(f"run_dir {run_dir} is in use by another training process") from None
+        for stale in [*run_dir.glob(".tmp-*"), *(run_dir / "checkpoints").glob(".tmp-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
+        return _train(config, report=progress or (lambda f, m: None))
+
+
+def _train(config: FinetuneConfig, report: Progress) -> RunResult:
     run_dir = Path(config.run_dir)
     start_time = time.time()
     episodes = load_episodes(list(config.episodes))
@@ -233,7 +252,6 @@ def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult
             f"run_dir {run_dir} already holds checkpoints (newest {done[-1].name}); "
             "set resume=true to continue it or choose a new run_dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     start = 0
     if done:
         _check_same_run(run_dir / "config.json", config)
@@ -242,10 +260,11 @@ def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=model.device))
         start = json.loads((ckpt / "state.json").read_text())["step"]
         report(0.0, f"resuming from {ckpt.name}")
-    config.save(run_dir / "config.json")
+    (run_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run ends
+    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = _read_metrics(metrics_path, start)
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    metrics = _read_metrics(metrics_path, start)  # drop the steps after the checkpoint resumed from
+    _write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
 
     report(0.0, f"building samples from {len(episodes)} episode(s)")
     trace = TraceConfig(
@@ -303,6 +322,6 @@ def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult
         "adapter": str(adapter),
         "seconds": round(time.time() - start_time, 2),
     }
-    _write_json(run_dir / "summary.json", summary)
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     report(1.0, f"done: loss {summary['first_loss_mean']:.4f} -> {summary['last_loss_mean']:.4f}")
     return RunResult(run_dir, adapter, summary, losses)
