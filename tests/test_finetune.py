@@ -64,9 +64,9 @@ def test_batch_masks_prompt_bidirectional_actions_causal_padding_unseen() -> Non
     assert b.input_ids.tolist() == [[0, 7, 8, 100, 101], [7, 8, 9, 102, 103]]
     assert b.position_ids.tolist() == [[1, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
     assert b.targets.tolist() == [[100, 101], [102, 103]]
-    seen = (b.mask[:, 0] == 0).int().tolist()
-    # sample 0: the pad (0) is seen by nobody, the prompt (1, 2) sees itself, the actions (3, 4) see
-    # the prompt and the actions up to themselves
+    seen = b.allowed[:, 0].int().tolist()
+    # sample 0: nobody sees the pad (0) (it sees the prompt, so that no row is all masked), the prompt
+    # (1, 2) sees itself, the actions (3, 4) see the prompt and the actions up to themselves
     assert seen[0] == [[0, 1, 1, 0, 0]] * 3 + [[0, 1, 1, 1, 0], [0, 1, 1, 1, 1]]
     assert seen[1] == [[1, 1, 1, 0, 0]] * 3 + [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 

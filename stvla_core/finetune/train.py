@@ -50,7 +50,7 @@ class RunInUseError(RuntimeError):
 class Batch:
     input_ids: torch.Tensor  # (B, L) prompt + action tokens, left-padded so actions end every row
     position_ids: torch.Tensor  # (B, L) 1-indexed positions of the real tokens (pads hold 1)
-    mask: torch.Tensor  # (B, 1, L, L) additive attention mask
+    allowed: torch.Tensor  # (B, 1, L, L) bool: query i may attend to key j
     targets: torch.Tensor  # (B, 3k) the action tokens, the last 3k of every row
     pixel_values: torch.Tensor
     intrinsics: torch.Tensor
@@ -93,14 +93,13 @@ def make_batch(samples: Samples, idx: list[int], pad_id: int, device: torch.devi
         pad, act = length - len(s), length - n_act
         ids[j, pad:] = s
         positions[j, pad:] = torch.arange(1, len(s) + 1)
-        allowed[j, :, pad:act] = True
+        allowed[j, :, pad:act] = True  # pad rows too: a row that sees nothing would give NaN
         allowed[j, :, act:] = causal[:, act:]
         allowed[j, :act, act:] = False
-    mask = torch.zeros(b, 1, length, length).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
     return Batch(
         ids.to(device),
         positions.to(device),
-        mask.to(device),
+        allowed[:, None].to(device),
         samples.action_ids[idx].to(device),
         samples.pixel_values[idx].to(device),
         samples.intrinsics[idx].to(device),
@@ -113,7 +112,8 @@ def action_logits(model: SpatialVLAForConditionalGeneration, batch: Batch) -> to
     `generate` sees when it produced those tokens."""
     visual = model.visual_embedding(batch.pixel_values, batch.intrinsics, batch.depth)
     embeds = model.input_embeddings(batch.input_ids, visual)
-    mask = batch.mask.to(embeds.dtype)
+    mask = torch.zeros(batch.allowed.shape, dtype=embeds.dtype, device=embeds.device)
+    mask = mask.masked_fill(~batch.allowed, torch.finfo(embeds.dtype).min)
     logits = model.language_model(
         inputs_embeds=embeds,
         attention_mask={"full_attention": mask, "sliding_attention": mask},
