@@ -86,12 +86,18 @@ class Backends:
                     BackendState("LoRA adapter", settings.lora, "not available yet", "no finetune package")
                 )
             else:
+                if policy is self._base:  # adapters are injected in place: never into the shared base
+                    policy = Policy.tiny()
                 try:
                     loaded = loader(policy, settings.lora)
                     policy = loaded if isinstance(loaded, Policy) else policy
                     states.append(BackendState("LoRA adapter", settings.lora, "active", "adapter loaded"))
                 except Exception as e:
-                    states.append(BackendState("LoRA adapter", settings.lora, "failed", str(e)))
+                    states.append(
+                        BackendState("LoRA adapter", settings.lora, "failed", f"{e}; running without it")
+                    )
+                    if settings.policy == "tiny":  # a half-injected adapter must not stay behind
+                        policy = self._base
         else:
             note = "available" if lora_loader() else "not available yet in this version"
             states.append(BackendState("LoRA adapter", "-", "not set", note))

@@ -329,3 +329,25 @@ def test_a_zip_escaping_its_folder_or_too_large_is_refused(episodes: Path, tmp_p
         z.writestr("f/zeros.png", bytes(2 * 10**6))
     with pytest.raises(EpisodeError, match="unpacks to 2000000 bytes, over the limit of 1000000"):
         store.upload(big)
+
+
+def test_a_lora_adapter_goes_into_a_fresh_model_not_the_shared_tiny_one(tmp_path: Path) -> None:
+    from peft import LoraConfig
+
+    from stvla_core.finetune.adapter import add_lora, save_adapter
+    from stvla_core.policy import Policy
+
+    donor = Policy.tiny()
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
+    add_lora(donor.model, config)
+    save_adapter(donor.model, config, tmp_path / "adapter")
+    b = Backends(AppSettings())
+    b.apply(AppSettings(lora=str(tmp_path / "adapter")))
+    states = {s.component: s for s in b.states}
+    assert states["LoRA adapter"].state == "active", states["LoRA adapter"].detail
+    lora_params = lambda m: [n for n, _ in m.named_parameters() if "lora_" in n]  # noqa: E731
+    assert lora_params(b.policy_for(b.trace_config(4, "lk", "episode", 5, 2)).model)
+    assert not lora_params(b._base.model)
+    b.apply(AppSettings(lora=str(tmp_path / "missing")))
+    assert {s.component: s for s in b.states}["LoRA adapter"].state == "failed"
+    assert not lora_params(b.policy_for(b.trace_config(4, "lk", "episode", 5, 2)).model)
