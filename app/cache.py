@@ -54,6 +54,7 @@ class StepView:
     depth_source: str
     buffer: np.ndarray  # (h, w, 3) uint8 thumbnails of the window
     files: dict[str, str]  # image name -> PNG file of it, encoded once (the slider sends paths)
+    tokens_html: str = ""  # the token table, rendered once
 
     def images(self) -> dict[str, np.ndarray]:
         return {
@@ -124,6 +125,7 @@ def make_step_view(pred: Prediction, thumbs: np.ndarray, image_dir: Path) -> Ste
         buffer=buffer_strip(thumbs, f.window),
         files={},
     )
+    view.tokens_html = tokens_html(view.tokens)
     view.files = {
         name: write_png(img, image_dir / f"{f.index:05d}_{name}.png") for name, img in view.images().items()
     }

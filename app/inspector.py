@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from app.backends import Backends
-from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings, tokens_html
+from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings
 from app.episodes import EpisodeStore
 from app.export import write_actions_csv, write_episode_zip
 from app.plots import with_step
@@ -148,7 +148,7 @@ class Inspector:
             view.files["depth"],
             *(view.files[v] for v in VARIANTS),
             view.files["legend"],
-            tokens_html(view.tokens),
+            view.tokens_html,
         )
 
     def blank(self, message: str) -> tuple[Any, ...]:
