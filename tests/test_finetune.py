@@ -21,7 +21,7 @@ from stvla_core.finetune.__main__ import main as cli_main
 from stvla_core.finetune.__main__ import parse
 from stvla_core.finetune.job import run as run_job
 from stvla_core.finetune.samples import Samples, build_samples
-from stvla_core.finetune.train import RunInUseError, action_logits, complete_checkpoints, make_batch
+from stvla_core.finetune.trainer import RunInUseError, action_logits, complete_checkpoints, make_batch
 from stvla_core.policy import Policy
 
 

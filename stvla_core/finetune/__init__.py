@@ -3,7 +3,7 @@
 from stvla_core.finetune.adapter import load_adapter, save_adapter
 from stvla_core.finetune.config import FinetuneConfig, FinetuneConfigError
 from stvla_core.finetune.samples import Samples, action_chunks, build_samples
-from stvla_core.finetune.train import RunResult, complete_checkpoints, train
+from stvla_core.finetune.trainer import RunResult, complete_checkpoints, train
 
 __all__ = [
     "FinetuneConfig",

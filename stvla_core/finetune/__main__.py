@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from stvla_core.finetune.config import FinetuneConfig, FinetuneConfigError
-from stvla_core.finetune.train import RunInUseError, train
+from stvla_core.finetune.trainer import RunInUseError, train
 
 _LISTS = {"target_modules", "modules_to_save"}
 

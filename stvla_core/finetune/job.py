@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stvla_core.finetune.config import FinetuneConfig
-from stvla_core.finetune.train import train
+from stvla_core.finetune.trainer import train
 
 
 def run(config: FinetuneConfig, ctx: Any) -> dict[str, Any]:
