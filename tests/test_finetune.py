@@ -155,11 +155,14 @@ def test_resume_skips_half_written_checkpoint_and_matches_uninterrupted(
 def test_resume_refuses_changed_settings_and_fresh_run_refuses_old_checkpoints(
     episode_paths, tmp_path
 ) -> None:
-    train(config(episode_paths, tmp_path, steps=1, batch_size=1))
+    train(config(episode_paths, tmp_path, steps=2, batch_size=1))
     with pytest.raises(ValueError, match="rank: checkpoints have 8, config has 4"):
-        train(config(episode_paths, tmp_path, steps=2, batch_size=1, rank=4))
+        train(config(episode_paths, tmp_path, steps=3, batch_size=1, rank=4))
+    with pytest.raises(ValueError, match="checkpoint at step 2, past steps=1"):
+        train(config(episode_paths, tmp_path, steps=1, batch_size=1))
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
-        train(config(episode_paths, tmp_path, steps=2, batch_size=1, resume=False))
+        train(config(episode_paths, tmp_path, steps=3, batch_size=1, resume=False))
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2  # the finished run stays
 
 
 @pytest.mark.parametrize(

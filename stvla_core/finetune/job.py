@@ -1,5 +1,6 @@
-"""The `finetune` job kind: the job's config is a FinetuneConfig; a relative run_dir goes inside the
-job's own folder, so every job keeps its checkpoints apart and a rerun of a killed job resumes."""
+"""The `finetune` job kind: the job's config is a FinetuneConfig. A relative run_dir goes inside the
+job's own folder, so jobs keep their checkpoints apart; an absolute one shared by a later job makes
+that job resume the run of an earlier, killed one (from its newest complete checkpoint)."""
 
 from __future__ import annotations
 

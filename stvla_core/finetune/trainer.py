@@ -259,6 +259,11 @@ def _train(config: FinetuneConfig, report: Progress) -> RunResult:
         set_adapter_weights(model, ckpt)
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=model.device))
         start = json.loads((ckpt / "state.json").read_text())["step"]
+        if start > config.steps:
+            raise ValueError(
+                f"run_dir {run_dir} holds a checkpoint at step {start}, past steps={config.steps}; "
+                "raise steps or choose a new run_dir"
+            )
         report(0.0, f"resuming from {ckpt.name}")
     (run_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run ends
     _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
@@ -323,5 +328,5 @@ def _train(config: FinetuneConfig, report: Progress) -> RunResult:
         "seconds": round(time.time() - start_time, 2),
     }
     _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    report(1.0, f"done: loss {summary['first_loss_mean']:.4f} -> {summary['last_loss_mean']:.4f}")
+    report(1.0, f"done: loss {summary['first_loss_mean']} -> {summary['last_loss_mean']}")
     return RunResult(run_dir, adapter, summary, losses)
