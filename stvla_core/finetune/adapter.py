@@ -19,7 +19,7 @@ def check_targets(model: nn.Module, targets: list[str]) -> None:
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n in names} - {str(i) for i in range(len(names))})
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names if not n.rsplit(".", 1)[-1].isdigit()})
         raise ValueError(
             f"target_modules {', '.join(missing)} match no layer of the model; expected some of {', '.join(leaves)}"
         )
