@@ -5,8 +5,6 @@ to the offline default and says so."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
 from dataclasses import dataclass
 
@@ -19,20 +17,8 @@ from stvla_core.traces import TraceConfig
 class BackendState:
     component: str
     setting: str
-    state: str  # "active", "default", "failed", "not available yet", "not set"
+    state: str  # "active", "default", "failed", "not set"
     detail: str = ""
-
-
-def lora_loader() -> object | None:
-    """The finetune package's adapter loader, when that package exists in this version."""
-    if importlib.util.find_spec("stvla_core.finetune") is None:
-        return None
-    mod = importlib.import_module("stvla_core.finetune")
-    for name in ("load_adapter", "load_lora", "apply_adapter"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    return None
 
 
 class Backends:
@@ -80,27 +66,23 @@ class Backends:
         else:
             states.append(BackendState("policy", "tiny", "active", "untrained tiny model (offline default)"))
         if settings.lora:
-            loader = lora_loader()
-            if loader is None:
+            from stvla_core.finetune import load_adapter  # peft: imported only when asked for
+
+            if policy is self._base:  # adapters are injected in place: never into the shared base
+                policy = Policy.tiny()
+            try:
+                load_adapter(policy, settings.lora)
+                states.append(BackendState("LoRA adapter", settings.lora, "active", "adapter loaded"))
+            except Exception as e:
                 states.append(
-                    BackendState("LoRA adapter", settings.lora, "not available yet", "no finetune package")
+                    BackendState("LoRA adapter", settings.lora, "failed", f"{e}; running without it")
                 )
-            else:
-                if policy is self._base:  # adapters are injected in place: never into the shared base
-                    policy = Policy.tiny()
-                try:
-                    loaded = loader(policy, settings.lora)
-                    policy = loaded if isinstance(loaded, Policy) else policy
-                    states.append(BackendState("LoRA adapter", settings.lora, "active", "adapter loaded"))
-                except Exception as e:
-                    states.append(
-                        BackendState("LoRA adapter", settings.lora, "failed", f"{e}; running without it")
-                    )
-                    if settings.policy == "tiny":  # a half-injected adapter must not stay behind
-                        policy = self._base
+                if settings.policy == "tiny":  # a half-injected adapter must not stay behind
+                    policy = self._base
         else:
-            note = "available" if lora_loader() else "not available yet in this version"
-            states.append(BackendState("LoRA adapter", "-", "not set", note))
+            states.append(
+                BackendState("LoRA adapter", "-", "not set", "load one from the Jobs tab or with --lora")
+            )
         with self._lock:
             self.settings = settings
             self._policy = policy

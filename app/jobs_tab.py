@@ -8,8 +8,6 @@ to the browser, so tests call them without a browser. Jobs live in `STVLA_JOBS_D
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -29,7 +27,7 @@ from app.inspector import error_box
 from stvla_core.depth import DEPTH_ESTIMATORS
 from stvla_core.evaluation.closed_loop import PANDA_TASKS, TASKS
 from stvla_core.evaluation.policies import POLICIES
-from stvla_core.jobs import JOB_KINDS, SUCCEEDED, JobConfigError, JobManager, JobNotFoundError
+from stvla_core.jobs import SUCCEEDED, JobConfigError, JobManager, JobNotFoundError
 from stvla_core.jobs.manager import TABLE_COLUMNS
 from stvla_core.registry import UnknownNameError
 from stvla_core.traces import VARIANTS
@@ -46,7 +44,6 @@ CLOSED_LOOP = "Closed-loop evaluation (ManiSkill3)"
 OFFLINE = "Offline evaluation (recorded episodes)"
 FINETUNE = "Fine-tune (LoRA)"
 KINDS = {CLOSED_LOOP: "evaluate_closed_loop", OFFLINE: "evaluate_offline", FINETUNE: "finetune"}
-FINETUNE_CONFIG = "stvla_core.finetune.config:FinetuneConfig"
 RESULT_HEADERS = ["key", "value"]
 
 
@@ -59,21 +56,18 @@ def jobs_manager(ctx: Any) -> JobManager:
     background thread so queued jobs start without a browser open)."""
     manager = getattr(ctx, "jobs", None)
     if manager is None:
-        manager = JobManager(jobs_dir())
+        # Jobs are bound to the app: killing the app fails its running jobs (their logs stay).
+        manager = JobManager(jobs_dir(), runner_options={"local": {"bind_to_owner": True}})
         manager.start_background(REFRESH_S)
         ctx.jobs = manager
     return manager
 
 
-def finetune_config_class() -> type | None:
-    """The fine-tune config dataclass, or None while `stvla_core.finetune` is not installed."""
-    module, _, name = FINETUNE_CONFIG.partition(":")
-    if importlib.util.find_spec(module.rpartition(".")[0]) is None:
-        return None
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+def finetune_config_class() -> type:
+    """The fine-tune config dataclass (imported on use: the module pulls in the model code)."""
+    from stvla_core.finetune.config import FinetuneConfig
+
+    return FinetuneConfig
 
 
 @dataclass(frozen=True)
@@ -195,8 +189,6 @@ class JobsTab:
 
     def finetune_config(self, values: list[Any]) -> dict[str, Any]:
         cls = finetune_config_class()
-        if cls is None:
-            raise ValueError("fine-tuning not available yet: stvla_core.finetune is not installed")
         fields = form_fields(cls)
         if len(values) != len(fields):
             raise ValueError(f"fine-tune form: expected {len(fields)} values, found {len(values)}")
@@ -235,11 +227,6 @@ class JobsTab:
                 config = self.offline_config(off_episodes, off_policy, off_max_steps)
             elif kind_label == FINETUNE:
                 config = self.finetune_config(list(ft_values))
-                if KINDS[FINETUNE] not in JOB_KINDS:
-                    raise ValueError(
-                        "fine-tuning not available yet: the 'finetune' job kind is not registered "
-                        "(stvla_core/jobs/kinds.py)"
-                    )
             else:
                 raise ValueError(f"job kind: expected one of {', '.join(KINDS)}, found {kind_label!r}")
         except ValueError as e:
@@ -523,9 +510,6 @@ def _finetune_inputs(tab: JobsTab) -> list[Any]:
     """One input per FinetuneConfig field: episodes as ticks among the bundled ones, names with a
     registry as dropdowns, lists and dicts as JSON text."""
     cls = finetune_config_class()
-    if cls is None:
-        gr.Markdown("fine-tuning not available yet (`stvla_core.finetune` is not installed)")
-        return []
     choices = {
         "variant": list(VARIANTS),
         "tracker": TRACKERS.names(),

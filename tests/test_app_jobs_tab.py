@@ -93,23 +93,15 @@ def test_bad_form_says_why_and_submits_nothing(tab, form, message):
     assert table.empty and tab.jobs.list() == []
 
 
-def test_finetune_form_builds_a_valid_config_or_says_it_is_unavailable(tab):
+def test_finetune_form_builds_a_valid_config(tab):
     from app.jobs_tab import KINDS, finetune_config_class, form_fields
     from stvla_core.jobs import JOB_KINDS
 
     cls = finetune_config_class()
-    if cls is None:
-        job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0)
-        assert job_id == "" and "fine-tuning not available yet" in error
-        return
+    assert KINDS[FINETUNE] in JOB_KINDS
     fields = form_fields(cls)
     values = {f.name: json.dumps(f.default) if f.kind == "json" else f.default for f in fields}
     values.update(episodes=["maniskill_pick.npz"], steps=4.0, rank=2.0, learning_rate=0.01)
-    if KINDS[FINETUNE] not in JOB_KINDS:
-        job_id, error, _ = tab.submit_form(
-            FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0, *values.values()
-        )
-        assert job_id == "" and "the 'finetune' job kind is not registered" in html.unescape(error)
     config = tab.finetune_config(list(values.values()))
     assert config["episodes"] == [str(EPISODES / "maniskill_pick.npz")]
     assert config["steps"] == 4 and isinstance(config["steps"], int) and config["rank"] == 2
@@ -193,36 +185,39 @@ def test_closed_loop_job_from_the_form_shows_success_table_and_video(tab):
 
 
 @pytest.mark.slow
-def test_finetune_results_show_loss_curve_and_adapter_loads_into_inspector(tmp_path):
-    """The fine-tune job function run in this process (its kind may not be registered yet), then
-    the tab's result readers and the adapter loaded into a real app context (~40 s on 2 CPUs)."""
-    import logging
-
+def test_finetune_from_the_form_runs_with_falling_loss_and_loads_into_inspector(tab):
+    """The fine-tune form submitted as a user would, run to the end by a real worker process, then
+    its loss curve and adapter shown and the adapter loaded into a real app context."""
     from app.inspector import AppContext
-    from app.jobs_tab import finetune_config_class, load_adapter, result_table
+    from app.jobs_tab import finetune_config_class, form_fields, load_adapter
     from app.settings import AppSettings
-    from stvla_core.jobs import JobContext
 
-    cls = finetune_config_class()
-    if cls is None:
-        pytest.skip("stvla_core.finetune is not installed")
-    from stvla_core.finetune.job import run
-
-    config = cls(
-        episodes=[str(EPISODES / "maniskill_pick.npz")], steps=4, buffer=4, every=4, checkpoint_every=4
+    fields = form_fields(finetune_config_class())
+    values = {f.name: json.dumps(f.default) if f.kind == "json" else f.default for f in fields}
+    values.update(
+        episodes=["maniskill_pick.npz"],
+        steps=12.0,
+        buffer=4.0,
+        every=3.0,
+        checkpoint_every=6.0,
+        learning_rate=0.01,
     )
-    result = run(config, JobContext("t", tmp_path, logging.getLogger("t"), lambda f, m="": None))
-    table = result_table(tmp_path, result).set_index("key")
-    assert table.loc["steps", "value"] == 4
-    fig = result_plot(tmp_path, result)
-    assert len(fig.data[0].y) == 4 and "metrics.jsonl" in fig.layout.title.text
-    adapter = adapter_dir(tmp_path, result)
-    assert adapter == tmp_path / "runs" / "finetune" / "adapter"
+    job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0, *values.values())
+    assert error == "", error
+    job = wait_for(tab, job_id, lambda j: j.done, timeout=400)
+    assert job.state == SUCCEEDED, tab.jobs.log(job_id)
+    status, log, key, res_table, plot, video, adapter, load = tab.show(job_id)
+    assert "**succeeded**" in status and "step 12/12" in log
+    assert res_table.set_index("key").loc["steps", "value"] == 12
+    loss = list(plot.data[0].y)
+    assert len(loss) == 12 and "metrics.jsonl" in plot.layout.title.text
+    assert sum(loss[-3:]) < sum(loss[:3]), loss  # the curve falls
+    assert Path(adapter) == job.dir / "runs" / "finetune" / "adapter" and load["visible"] is True
     ctx = AppContext.create(AppSettings())
     try:
-        message = load_adapter(ctx, str(adapter))
+        message = load_adapter(ctx, adapter)
         assert "LoRA adapter loaded into the Inspector" in message
-        assert ctx.settings.lora == str(adapter)
+        assert ctx.settings.lora == adapter
         row = next(r for r in ctx.backends.status_rows() if r[0] == "LoRA adapter")
         assert row[2] == "active"
         assert "no adapter" in load_adapter(ctx, "")

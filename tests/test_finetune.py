@@ -205,9 +205,9 @@ def test_config_json_round_trip_and_cli(episode_paths, tmp_path, capsys) -> None
 def test_job_kind_runs_inside_the_job_folder(episode_paths, tmp_path) -> None:
     import logging
 
-    from stvla_core.jobs.kinds import JobContext, JobKind
+    from stvla_core.jobs.kinds import JobContext, get_kind
 
-    kind = JobKind("finetune", "stvla_core.finetune.job:run", "stvla_core.finetune.config:FinetuneConfig")
+    kind = get_kind("finetune")  # the registered kind the app and the jobs CLI submit
     cfg = kind.parse_config({"episodes": episode_paths, "steps": 1, "batch_size": 1, "run_dir": "run"})
     progress: list[float] = []
     ctx = JobContext("j1", tmp_path, logging.getLogger("test"), lambda f, m: progress.append(f))

@@ -173,7 +173,8 @@ def test_kill_9_of_a_job_marks_it_failed_and_keeps_earlier_jobs(manager):
 APP = """
 import sys, time
 from stvla_core.jobs import JobManager
-m = JobManager(sys.argv[1], max_concurrent=2)
+bind = sys.argv[3] == "bind"
+m = JobManager(sys.argv[1], max_concurrent=2, runner_options={"local": {"bind_to_owner": bind}})
 done = m.wait(m.submit("sleep", {"steps": 1, "seconds": 0.0}).id)
 job = m.submit("sleep", {"steps": int(sys.argv[2]), "seconds": 0.1})
 print(done.id, job.id, flush=True)
@@ -181,11 +182,15 @@ time.sleep(60)
 """
 
 
-def start_app(root: Path, steps: int) -> tuple[subprocess.Popen, str, str]:
-    """An 'app' process holding a JobManager that ran one job and started a second."""
+def start_app(root: Path, steps: int, bind: bool = False) -> tuple[subprocess.Popen, str, str]:
+    """An 'app' process holding a JobManager that ran one job and started a second; with `bind`
+    its jobs are bound to it, as the Gradio app's are."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     app = subprocess.Popen(
-        [sys.executable, "-c", APP, str(root), str(steps)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", APP, str(root), str(steps), "bind" if bind else "free"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     earlier_id, job_id = app.stdout.readline().split()
     return app, earlier_id, job_id
@@ -214,7 +219,34 @@ def test_store_survives_an_app_restart_after_kill_9(tmp_path):
     assert restarted.result(earlier_id) == {"steps": 1, "message": "sleeping"}
 
 
+def test_killing_the_app_stops_its_bound_jobs_and_marks_them_failed(tmp_path):
+    root = tmp_path / "jobs"
+    app, earlier_id, job_id = start_app(root, steps=100, bind=True)
+    running = wait_progress(JobStore(root), job_id)
+    app.kill()  # kill -9 of the app alone: the job's worker must notice and stop
+    app.wait()
+    app.stdout.close()
+    deadline = time.monotonic() + 10
+    while process_alive(running.pid, running.pid_start) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(running.pid, running.pid_start), "the worker outlived its app"
+
+    restarted = JobManager(root)
+    job = restarted.get(job_id)
+    assert restarted.recovered == []  # the worker already said what happened
+    assert job.state == FAILED and job.exit_code == -9
+    assert job.error == (
+        f"the app process (pid {app.pid}) that ran this job stopped, so the job was stopped with it"
+    )
+    log = restarted.log(job_id)
+    assert "step 1 of 100" in log and f"job failed: the app process (pid {app.pid})" in log
+    assert "step 100 of 100" not in log and not (job.dir / "result.json").exists()
+    assert restarted.get(earlier_id).state == SUCCEEDED
+    assert restarted.result(earlier_id) == {"steps": 1, "message": "sleeping"}
+
+
 def test_restart_adopts_a_job_whose_process_still_runs(tmp_path):
+    """Jobs submitted from the command line are not bound: they outlive the submitting process."""
     root = tmp_path / "jobs"
     app, _, job_id = start_app(root, steps=8)
     wait_progress(JobStore(root), job_id)

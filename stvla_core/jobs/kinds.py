@@ -188,3 +188,11 @@ register_kind(
         "success rate of a policy in ManiSkill3 tasks",
     )
 )
+register_kind(
+    JobKind(
+        "finetune",
+        "stvla_core.finetune.job:run",
+        "stvla_core.finetune.config:FinetuneConfig",
+        "LoRA fine-tuning of the ST-VLA policy on episodes",
+    )
+)

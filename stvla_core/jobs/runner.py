@@ -12,7 +12,16 @@ import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from stvla_core.jobs.store import CANCELLED, FAILED, LOG_NAME, Job, JobStore, append_log, process_alive
+from stvla_core.jobs.store import (
+    CANCELLED,
+    FAILED,
+    LOG_NAME,
+    Job,
+    JobStore,
+    append_log,
+    process_alive,
+    process_start_token,
+)
 from stvla_core.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +48,15 @@ class JobRunner(Protocol):
 RUNNERS: Registry[JobRunner] = Registry("job runner")
 
 
-def worker_command(job_id: str, store_root: Path, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "stvla_core.jobs.worker", job_id, "--store", str(store_root)]
+def worker_command(
+    job_id: str, store_root: Path, python: str = sys.executable, owner: int | None = None
+) -> list[str]:
+    """The worker's command line; with `owner` (a pid) the worker stops, marking its job failed,
+    as soon as that process is gone."""
+    cmd = [python, "-m", "stvla_core.jobs.worker", job_id, "--store", str(store_root)]
+    if owner is not None:
+        cmd += ["--owner", f"{owner}:{process_start_token(owner) or 0}"]
+    return cmd
 
 
 def _signal_name(code: int) -> str:
@@ -53,12 +69,18 @@ def _signal_name(code: int) -> str:
 @RUNNERS.register("local")
 class LocalRunner:
     """One process per job, in its own session (so cancel reaches its children), stdout/stderr to
-    the job's log. Cancel sends SIGTERM to the process group, then SIGKILL after `grace_s`."""
+    the job's log. Cancel sends SIGTERM to the process group, then SIGKILL after `grace_s`.
+
+    With `bind_to_owner` (what the app uses) a job lives only as long as the process that started
+    it: when that process dies, even by kill -9, the worker marks its job failed, says why in the
+    log, and stops. Without it (the command line) a job outlives the command that submitted it,
+    and a later manager adopts it."""
 
     name = "local"
 
-    def __init__(self, grace_s: float = 5.0) -> None:
+    def __init__(self, grace_s: float = 5.0, bind_to_owner: bool = False) -> None:
         self.grace_s = grace_s
+        self.bind_to_owner = bind_to_owner
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
@@ -68,7 +90,7 @@ class LocalRunner:
         env["PYTHONUNBUFFERED"] = "1"
         with open(job.dir / LOG_NAME, "ab") as log:
             proc = subprocess.Popen(
-                worker_command(job.id, store.root),
+                worker_command(job.id, store.root, owner=os.getpid() if self.bind_to_owner else None),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -2,7 +2,9 @@
 
 It loads the job from the store, runs its kind's function, writes `result.json` atomically and
 then marks the job succeeded; any exception marks it failed with the traceback in the log; SIGTERM
-(cancel) marks it cancelled. stdout/stderr are the job's log file (the runner opens it)."""
+(cancel) marks it cancelled. stdout/stderr are the job's log file (the runner opens it). With
+`--owner PID:TOKEN` it watches the process that started it and, once that is gone, marks the job
+failed and stops its whole process group: a job does not outlive the app that runs it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -25,7 +28,10 @@ from stvla_core.jobs.store import (
     RUNNING,
     SUCCEEDED,
     JobStore,
+    process_alive,
 )
+
+OWNER_POLL_S = 0.5
 
 
 class Cancelled(BaseException):
@@ -35,6 +41,26 @@ class Cancelled(BaseException):
 
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Cancelled()
+
+
+def watch_owner(job_id: str, store_root: str, owner: int, token: int | None) -> None:
+    """Block until `owner` is gone, then fail the job (if still running) and kill this process
+    group. Runs in a daemon thread with its own store connection."""
+    while process_alive(owner, token):
+        time.sleep(OWNER_POLL_S)
+    store = JobStore(store_root)
+    why = f"the app process (pid {owner}) that ran this job stopped, so the job was stopped with it"
+    sys.stdout.flush()
+    store.finish(job_id, FAILED, error=why, exit_code=-9, from_states=(RUNNING,))  # logs the reason
+    store.close()
+    if os.getpgrp() == os.getpid():  # our own session (the local runner): take the children too
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parse_owner(text: str) -> tuple[int, int | None]:
+    pid, _, token = text.partition(":")
+    return int(pid), (int(token) or None) if token else None
 
 
 def run_job(job_id: str, store: JobStore) -> int:
@@ -81,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="append stdout/stderr to the job's log.txt (runners that do not redirect them, e.g. Ray)",
     )
+    parser.add_argument(
+        "--owner",
+        default=None,
+        help="PID[:START_TOKEN] of the process that started the job: the job stops when it is gone",
+    )
     args = parser.parse_args(argv)
     store = JobStore(args.store)
     if args.log_to_job:
@@ -97,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.owner:
+        owner, token = parse_owner(args.owner)
+        threading.Thread(
+            target=watch_owner, args=(args.job_id, args.store, owner, token), name="owner", daemon=True
+        ).start()
     try:
         return run_job(args.job_id, store)
     finally:

@@ -23,7 +23,10 @@ def depth_range(*depths: np.ndarray) -> tuple[float, float]:
 
 
 def colorize_depth(
-    depth: np.ndarray, vmin: float | None = None, vmax: float | None = None, colormap: int = cv2.COLORMAP_TURBO
+    depth: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colormap: int = cv2.COLORMAP_TURBO,
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB: near is red, far is blue; invalid pixels black. Colours follow inverse
     depth between 1/vmin and 1/vmax, as depth viewers do, so a far horizon (20 m in the simulator)
