@@ -126,17 +126,35 @@ class Inspector:
         slider = gr.Slider(minimum=0, maximum=max(n - 1, 1), value=0, step=1)
         return (slider, *self.render(episode_id, 0, *controls))
 
-    def render(self, episode_id: str | None, t: float, *controls: Any) -> tuple[Any, ...]:
-        """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet."""
+    def render(
+        self,
+        episode_id: str | None,
+        t: float,
+        buffer: float,
+        tracker: str,
+        depth: str,
+        max_traces: float,
+        thickness: float,
+        shown: str = "",
+    ) -> tuple[Any, ...]:
+        """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet.
+
+        `shown` is the image folder from which the browser already put this step's pictures on
+        screen (SWAP_IMAGES_JS, once every step is cached); when it is this run's folder the
+        pictures are not sent again, so an answer to an older slider position cannot overwrite a
+        newer one. Any other value (a stale folder after new settings) gets the pictures."""
         if not episode_id:
             return self.blank("choose or upload an episode")
         try:
-            run = self.run_for(episode_id, self.view_settings(*controls))
+            run = self.run_for(episode_id, self.view_settings(buffer, tracker, depth, max_traces, thickness))
             t = int(np.clip(int(t), 0, len(run.steps) - 1))
             view = run.cached(t) or run.step(t)
         except Exception as e:
             return self.blank(describe(e))
-        return self.present(run, view)
+        out = self.present(run, view)
+        if shown and shown == image_url_dir(run):
+            return (*out[:2], *(gr.skip() for _ in out[2:-1]), out[-1])
+        return out
 
     def present(self, run: EpisodeRun, view: StepView) -> tuple[Any, ...]:
         ep = run.episode
@@ -240,7 +258,21 @@ def info_text(ep: Episode, view: StepView) -> str:
     )
 
 
+def image_url_dir(run: EpisodeRun) -> str:
+    return f"{run.image_dir.as_posix()}/"
+
+
+def view_key(episode_id: str, view: ViewSettings) -> str:
+    """The inspector inputs as SWAP_IMAGES_JS spells them (episode|b|tracker|depth|K|thickness)."""
+    return "|".join(
+        str(v)
+        for v in (episode_id, view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+    )
+
+
 def progress_html(run: EpisodeRun) -> str:
+    """Progress bar of the precompute. Once every step's pictures are on disk it also carries
+    their folder and the inputs they belong to, for the browser to step through on its own."""
     n, total = run.done, len(run.steps)
     if run.error:
         state = "stopped by an error"
@@ -250,8 +282,14 @@ def progress_html(run: EpisodeRun) -> str:
         state = "steps cached; quality vs ground truth..."
     else:
         state = "precomputing in the background"
+    ready = ""
+    if n == total and not run.error:
+        key = html.escape(view_key(run.key[0], run.key[1]), quote=True)
+        ready = (
+            f" data-dir='{html.escape(image_url_dir(run), quote=True)}' data-key='{key}' data-steps='{total}'"
+        )
     return (
-        f"<div class='stvla-progress'><progress value='{n}' max='{total}'></progress> "
+        f"<div class='stvla-progress'{ready}><progress value='{n}' max='{total}'></progress> "
         f"<span>{n}/{total} steps · {state}</span></div>"
     )
 

@@ -3,6 +3,7 @@ app/settings_panel.py."""
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import gradio as gr
@@ -26,12 +27,81 @@ VARIANT_NOTES = {
     "B": "B: constant, farthest valid depth of frame t",
     "C": "C: constant, nearest valid depth of frame t (paper's best)",
 }
+# Moves the action chart's step marker in the browser (a full redraw of seven subplots from the
+# server would hold up the pictures). A relayout costs ~50 ms of the page's main thread on a small
+# CPU, so moves are coalesced: one relayout after the next paint, for the newest step only.
 MARK_STEP_JS = """(t) => {
-    const gd = document.querySelector('#actions .js-plotly-plot');
-    if (window.Plotly && gd && gd.layout && gd.layout.shapes && gd.layout.shapes.length) {
-        window.Plotly.relayout(gd, {'shapes[0].x0': t, 'shapes[0].x1': t});
-    }
+    window.stvlaMarkAt = t;
+    if (window.stvlaMarkPending) return;
+    window.stvlaMarkPending = true;
+    requestAnimationFrame(() => setTimeout(() => {
+        window.stvlaMarkPending = false;
+        const gd = document.querySelector('#actions .js-plotly-plot');
+        const x = window.stvlaMarkAt;
+        if (window.Plotly && gd && gd.layout && gd.layout.shapes && gd.layout.shapes.length
+            && gd.layout.shapes[0].x0 !== x) {
+            window.Plotly.relayout(gd, {'shapes[0].x0': x, 'shapes[0].x1': x});
+        }
+    }, 0));
 }"""
+# Image element ids -> the file-name part of each step's PNG (app/cache.py writes NNNNN_<part>.png).
+STEP_IMAGES = {"buffer-strip": "buffer", "overlay": "overlay", "depth-map": "depth"}
+STEP_IMAGES |= {f"variant-{v}": v for v in VARIANTS} | {"legend": "legend"}
+# Stepping in the browser. Once every step of the shown episode is cached, the progress bar carries
+# the folder of its pictures (app/inspector.py: progress_html); the browser then loads them all
+# once, and a slider move swaps the pictures itself, on the input event, before Gradio's event
+# machinery (~50 ms) and the server's answer. `Inspector.render` is told through the hidden `shown`
+# input and then sends no pictures, so an answer for an older slider position cannot overwrite a
+# newer one. Changing a control or the episode forgets the folder until the next one is ready.
+STEPPING_JS = """() => {
+    if (window.stvlaSwap) return;
+    const parts = __PARTS__;
+    const url = (dir, t, part) => ((window.gradio_config && window.gradio_config.root) || '')
+        + '/gradio_api/file=' + encodeURI(dir + String(t).padStart(5, '0') + '_' + part + '.png');
+    const ready = () => {
+        const p = document.querySelector('#progress .stvla-progress');
+        return p && p.dataset.dir && !window.stvlaForgotten ? p : null;
+    };
+    window.stvlaSwap = (t, key) => {
+        const p = ready();
+        t = Math.round(Number(t));
+        if (!p || (key !== undefined && p.dataset.key !== key) || !(t >= 0 && t < Number(p.dataset.steps))) return '';
+        const imgs = Object.entries(parts).map(([id, part]) => [document.querySelector('#' + id + ' img'), part]);
+        if (!imgs.every(([img]) => img)) return '';
+        for (const [img, part] of imgs) {
+            const u = url(p.dataset.dir, t, part);
+            if (img.getAttribute('src') !== u) img.src = u;
+        }
+        return p.dataset.dir;
+    };
+    window.stvlaForget = () => { window.stvlaForgotten = true; };
+    window.stvlaPreload = () => {
+        const p = document.querySelector('#progress .stvla-progress');
+        if (p && p.dataset.dir) window.stvlaForgotten = false;
+        if (!p || !p.dataset.dir || window.stvlaPreloaded === p.dataset.dir) return;
+        window.stvlaPreloaded = p.dataset.dir;
+        window.stvlaImages = [];
+        for (let t = 0; t < Number(p.dataset.steps); t++) {
+            for (const part of Object.values(parts)) {
+                const img = new Image();
+                img.src = url(p.dataset.dir, t, part);
+                window.stvlaImages.push(img);
+            }
+        }
+    };
+    document.addEventListener('input', (e) => {
+        if (e.target && e.target.closest && e.target.closest('#frame')) window.stvlaSwap(e.target.value);
+    }, true);
+    window.stvlaPreload();
+}""".replace("__PARTS__", json.dumps(STEP_IMAGES))
+SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, shown) => {
+    const key = [episode, buffer, tracker, depth, k, thickness].join('|');
+    shown = window.stvlaSwap ? window.stvlaSwap(t, key) : '';
+    (__MARK__)(t);  // the marker, after the pictures are painted
+    return [episode, t, buffer, tracker, depth, k, thickness, shown];
+}""".replace("__MARK__", MARK_STEP_JS)
+FORGET_JS = "() => { if (window.stvlaForget) window.stvlaForget(); }"
+PRELOAD_JS = "() => { if (window.stvlaPreload) window.stvlaPreload(); }"
 PLAY_INTERVAL_S = 0.1
 POLL_INTERVAL_S = 1.0
 
@@ -48,6 +118,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 _settings(ctx)
             with gr.Tab("Jobs", id="jobs"):
                 build_jobs_tab(ctx)
+        demo.load(None, None, None, js=STEPPING_JS)
         demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]]).then(
             insp.plot_at, [c["episode"], c["slider"], *c["controls"]], [c["plot"]]
         )
@@ -88,7 +159,9 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             k = gr.Slider(0, 20, value=5, step=1, label="K traces", elem_id="k")
             thick = gr.Slider(1, 6, value=2, step=1, label="Line thickness", elem_id="thickness")
     controls = [buffer, trk, dep, k, thick]
-    img = partial(gr.Image, type="numpy", interactive=False, buttons=["download"], format="png")
+    # No per-picture download button: it would save the server's last picture, not the one the
+    # browser swapped in (right-click saves what is shown; the Export buttons save every step).
+    img = partial(gr.Image, type="numpy", interactive=False, buttons=[], format="png")
     buf = img(
         label="Buffer: the b frames feeding this step (oldest first, frame t framed)", elem_id="buffer-strip"
     )
@@ -125,9 +198,19 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden").then(
         insp.plot_at, inputs, [plot], show_progress="hidden"
     )
-    slider.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last", queue=False)
-    # the step marker moves in the browser: a full redraw of seven subplots would hold up the pictures
-    slider.change(None, [slider], None, js=MARK_STEP_JS)
+    shown = gr.Textbox("", visible=False, label="shown")  # see STEPPING_JS; "" for API callers
+    progress.change(None, None, None, js=PRELOAD_JS)
+    for source in (episode, *controls):
+        source.change(None, None, None, js=FORGET_JS)
+    slider.change(
+        insp.render,
+        [*inputs, shown],
+        step,
+        js=SWAP_IMAGES_JS,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        queue=False,
+    )
     plot.change(None, [slider], None, js=MARK_STEP_JS)  # a chart sent for an older step catches up
     for ctl in controls:
         ctl.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
@@ -167,3 +250,4 @@ def _settings(ctx) -> None:
     apply = gr.Button("Apply", variant="primary")
     error = gr.HTML()
     apply.click(partial(apply_settings, ctx), [policy, lora, depth_model, cotracker], [status, error])
+    apply.click(None, None, None, js=FORGET_JS)  # pictures of the old backends are not swapped in

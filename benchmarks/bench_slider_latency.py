@@ -1,7 +1,7 @@
 """Slider latency of the inspector: answering a step over a cached episode against the naive path
 (recompute the step from scratch: trace window, depth, policy, pictures), and the round trip
 through the launched app (gradio_client; --browser adds chromium: slider moved -> all three
-variant images replaced).
+variant images replaced, measured from Playwright and inside the page from the input event).
 
 python benchmarks/bench_slider_latency.py [--episode NAME] [--moves 60] [--client] [--browser]
 
@@ -86,12 +86,38 @@ def bench_client(episode_id: str, moves: list[int]) -> list[float]:
         return out
 
 
-def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float]]:
+# In the page: from the slider's input event to all seven pictures of the step loaded and a frame
+# painted; and, for comparison, until the server's answer has updated the text (what the pictures
+# waited for before the browser swapped them itself).
+IN_PAGE_JS = """async ([t, ids]) => {
+    const input = document.querySelector('#frame input[type=range]');
+    const info = document.querySelector('#info');
+    const before = ids.map(id => document.querySelector('#' + id + ' img').getAttribute('src'));
+    const frame = () => new Promise(res => requestAnimationFrame(() => res()));
+    const start = performance.now();
+    input.value = String(t);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    input.dispatchEvent(new Event('change', {bubbles: true}));
+    const shown = () => ids.every((id, i) => {
+        const img = document.querySelector('#' + id + ' img');
+        return img.complete && img.getAttribute('src') !== before[i];
+    });
+    while (!shown()) await frame();
+    await frame();
+    const pictures = performance.now() - start;
+    while (!info.innerText.includes('frame ' + t + ' ')) await frame();
+    return [pictures, performance.now() - start];
+}"""
+
+
+def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float], list[float], list[float]]:
     from app_server import running_app
     from playwright.sync_api import sync_playwright
     from test_app_browser import ARGS, PLOT_MARKER, VARIANT_IMAGES
 
-    out, plot = [], []
+    from app.layout import STEP_IMAGES
+
+    out, plot, pictures, text = [], [], [], []
     with running_app() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
@@ -101,6 +127,16 @@ def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float
             "() => document.querySelector('#progress')?.innerText.includes('all steps cached')",
             timeout=120_000,
         )
+        page.wait_for_timeout(1000)  # the browser loads every step's pictures once
+        last = -1
+        for t in moves:
+            if t == last:
+                continue
+            p, txt = page.evaluate(IN_PAGE_JS, [t, list(STEP_IMAGES)])
+            pictures.append(p)
+            text.append(txt)
+            page.wait_for_timeout(100)  # a user's next move
+            last = t
         last = -1
         for t in moves:
             if t == last:
@@ -126,7 +162,7 @@ def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float
             plot.append((time.perf_counter() - s) * 1000)
             last = t
         browser.close()
-    return out, plot
+    return out, plot, pictures, text
 
 
 def main() -> None:
@@ -160,9 +196,11 @@ def main() -> None:
             f"{'round trip, gradio_client -> app (cached)':<52} {percentiles(bench_client(episode_id, moves))}"
         )
     if args.browser:
-        images, plot = bench_browser(label, moves)
-        print(f"{'chromium: slider moved -> 3 new variant images shown':<52} {percentiles(images)}")
-        print(f"{'chromium: slider moved -> action plot marker moved':<52} {percentiles(plot)}")
+        images, plot, pictures, text = bench_browser(label, moves)
+        print(f"{'chromium (playwright fill): -> 3 new variant images':<52} {percentiles(images)}")
+        print(f"{'chromium (playwright fill): -> plot marker moved':<52} {percentiles(plot)}")
+        print(f"{'chromium in page: input event -> 7 pictures painted':<52} {percentiles(pictures)}")
+        print(f"{'chromium in page: input event -> server text shown':<52} {percentiles(text)}")
 
 
 if __name__ == "__main__":

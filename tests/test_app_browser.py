@@ -115,6 +115,46 @@ def test_select_an_episode_step_it_and_survive_a_corrupt_upload(page, tmp_path: 
     page.locator("#variant-C").screenshot(path=str(ARTIFACTS / "variant-C-step20.png"))
 
 
+SWAP_ON_INPUT_JS = """(t) => {
+    const input = document.querySelector('#frame input[type=range]');
+    input.value = String(t);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    return document.querySelector('#variant-C img').getAttribute('src');  // before any answer
+}"""
+
+
+def test_once_cached_the_browser_swaps_each_steps_pictures_itself(page) -> None:
+    page.wait_for_function("() => document.querySelector('#progress .stvla-progress')?.dataset.dir")
+    run_dir = page.evaluate("() => document.querySelector('#progress .stvla-progress').dataset.dir")
+    assert run_dir.endswith("/") and "/frames/run-" in run_dir
+    for t in (7, 8, 25):
+        move_slider(page, t)
+        page.wait_for_function(f"() => document.querySelector('#info')?.innerText.includes('frame {t} ')")
+        page.wait_for_timeout(300)  # the server's answer has landed: it must not replace the pictures
+        for src, v in zip(sources(page), "ABC", strict=True):
+            assert src.endswith(f"/gradio_api/file={run_dir}{t:05d}_{v}.png"), src
+    # the swap happens in the input event itself, before Gradio or the server are involved
+    assert page.evaluate(SWAP_ON_INPUT_JS, 30).endswith(f"{run_dir}00030_C.png")
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 30 ')")
+    # new settings: their pictures come from the server until their own run is cached
+    before = sources(page)
+    page.locator("#k input[type=range]").fill("3")
+    page.wait_for_function(
+        "dir => !document.querySelector('#variant-C img').getAttribute('src').includes(dir)", arg=run_dir
+    )
+    assert sources(page)[2].endswith("00030_C.png") and sources(page) != before
+    page.wait_for_function(
+        "dir => { const d = document.querySelector('#progress .stvla-progress')?.dataset.dir;"
+        " return d && d !== dir; }",
+        arg=run_dir,
+    )
+    move_slider(page, 31)
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 31 ')")
+    new_dir = page.evaluate("() => document.querySelector('#progress .stvla-progress').dataset.dir")
+    assert sources(page)[2].endswith(f"{new_dir}00031_C.png")
+    page.locator("#k input[type=range]").fill("5")  # back to the settings of the other tests
+
+
 def test_play_advances_the_frame_and_pause_stops_it(page) -> None:
     move_slider(page, 0)
     page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 0 ')")

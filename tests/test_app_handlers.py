@@ -209,6 +209,26 @@ def test_poll_reports_progress_then_quality_against_ground_truth(insp: Inspector
     assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:4])  # nothing new
 
 
+def test_a_cached_run_hands_its_picture_folder_to_the_browser(insp: Inspector) -> None:
+    from app.layout import STEP_IMAGES
+
+    run = finished(insp, "bundled:right.npz")
+    progress = insp.poll("bundled:right.npz", 3, "", *CONTROLS)[0]
+    folder = f"{run.image_dir.as_posix()}/"
+    assert f"data-dir='{folder}'" in progress and f"data-steps='{T}'" in progress
+    assert "data-key='bundled:right.npz|8|lk|episode|5|2'" in progress  # as the browser joins its inputs
+    for t in range(T):  # every picture the browser will ask for exists
+        assert all((run.image_dir / f"{t:05d}_{part}.png").is_file() for part in STEP_IMAGES.values())
+    # the browser already shows this folder's pictures: the answer carries text and tokens only
+    out = insp.render("bundled:right.npz", 3, *CONTROLS, folder)
+    assert out[0] == "" and "frame 3" in out[1] and "<table" in out[-1]
+    assert all(isinstance(o, dict) and o.get("__type__") == "update" and len(o) == 1 for o in out[2:-1])
+    # a folder of other settings (stale in the browser) gets the pictures
+    full = insp.render("bundled:right.npz", 3, *CONTROLS, "/tmp/run-older/")
+    assert full == insp.render("bundled:right.npz", 3, *CONTROLS)
+    assert full[7] == str(run.image_dir / "00003_C.png")
+
+
 def test_unbuildable_backends_and_bad_uploads_show_errors(insp: Inspector, tmp_path: Path) -> None:
     out = insp.render("bundled:right.npz", 2, 8, "cotracker3", "episode", 5, 2)
     assert "stvla-error" in out[0] and "cotracker3" in out[0] and out[3] is None
