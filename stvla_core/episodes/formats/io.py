@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
 from stvla_core.episodes.formats.registry import LoadLimits, check_decoded
+
+if TYPE_CHECKING:
+    import av
 
 
 def where(path: Path) -> str:
@@ -147,6 +149,8 @@ def decode_video(
     """All frames of the first video stream as (T, H, W, 3) uint8 RGB, their times in seconds
     (T,), and the stream's frame rate (None when the file does not say). With start_s/end_s only
     frames whose time lies in [start_s, end_s) are kept (half a frame of slack either side)."""
+    import av  # PyAV only where video is read or written
+
     if path.is_dir():
         raise EpisodeError(f"{where(path)} is a folder, expected a video file")
     if not path.is_file():
@@ -207,6 +211,8 @@ def encode_video(frames: np.ndarray, path: Path, fps: float, crf: int = 17) -> N
     """Write (T, H, W, 3) uint8 RGB frames to `path` as H.264 mp4 (yuv420p, sizes padded to even);
     callers make it atomic with `atomic_target`. GIF is read but not written: FFmpeg's fixed 3-3-2
     palette loses too much colour."""
+    import av  # PyAV only where video is read or written
+
     frames = _even(frames)
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
