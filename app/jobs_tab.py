@@ -470,7 +470,9 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
     status = gr.Markdown(elem_id="job-status")
     log = gr.Textbox(label="Log (tail)", lines=12, max_lines=12, autoscroll=True, elem_id="job-log")
     with gr.Row():
-        res_table = gr.Dataframe(label="Results", interactive=False, elem_id="job-results")
+        res_table = gr.Dataframe(
+            headers=RESULT_HEADERS, label="Results", interactive=False, elem_id="job-results"
+        )
         res_plot = gr.Plot(label="Loss / errors / success", elem_id="job-plot")
     video = gr.Video(label="First episode video", interactive=False, height=360, elem_id="job-video")
     adapter = gr.Textbox(visible=False)

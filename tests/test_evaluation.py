@@ -256,6 +256,21 @@ def test_bridge_tasks_without_assets_say_what_to_download(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_closed_loop_without_maniskill_says_how_to_install_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    from stvla_core.evaluation.closed_loop import SimulatorUnavailableError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mani_skill" else real(name, *a)
+    )
+    config = ClosedLoopConfig(tasks=["PickCube-v1"], episodes_per_task=1)
+    with pytest.raises(SimulatorUnavailableError, match=r"needs ManiSkill3.*pip install mani-skill==3.0.1"):
+        evaluate_closed_loop(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @bridge_absent
 def test_closed_loop_job_without_assets_fails_with_the_reason(tmp_path):
     m = JobManager(tmp_path / "jobs")

@@ -24,6 +24,7 @@ estimates depth itself, as on the real robot."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
 from collections.abc import Callable
@@ -82,6 +83,20 @@ def task_spec(task: str) -> TaskSpec:
         return TASKS[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+
+
+class SimulatorUnavailableError(RuntimeError):
+    """ManiSkill3 is not installed (the app's own requirements leave it out: it is large and
+    needs a Vulkan driver); the message says how to install it."""
+
+
+def require_maniskill() -> None:
+    if importlib.util.find_spec("mani_skill") is None:
+        raise SimulatorUnavailableError(
+            "closed-loop evaluation needs ManiSkill3, which is not installed here: "
+            "`.venv/bin/pip install mani-skill==3.0.1`, plus a Vulkan driver "
+            "(`bash scripts/install_system.sh` installs Mesa's lavapipe on Debian 12)"
+        )
 
 
 class MissingAssetsError(RuntimeError):
@@ -359,6 +374,7 @@ def evaluate_closed_loop(
     from stvla_core.evaluation.results import summarise_episodes, write_results
 
     out_dir = Path(out_dir)
+    require_maniskill()
     for task in config.tasks:
         check_task_assets(task)
     policy = policy if policy is not None else make_policy(config.policy, **config.policy_kwargs)
