@@ -181,12 +181,9 @@ def test_cached_steps_answer_without_recomputing(insp: Inspector) -> None:
     run = finished(insp, "bundled:right.npz")
     calls = run.policy.pipeline.depth_calls
     first = [insp.render("bundled:right.npz", t, *CONTROLS) for t in range(T)]
-    start = time.perf_counter()
     again = [insp.render("bundled:right.npz", t, *CONTROLS) for t in range(T)]
-    per_step = (time.perf_counter() - start) / T
-    assert run.policy.pipeline.depth_calls == calls
+    assert run.policy.pipeline.depth_calls == calls  # a recomputed step would ask for depth again
     assert [o[5] for o in first] == [o[5] for o in again]  # the same cached files
-    assert per_step < 0.02
     assert len({o[7] for o in first}) == T  # a new C picture each step
 
 
