@@ -140,7 +140,7 @@ class Inspector:
         """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet.
 
         `shown` is the image folder from which the browser already put this step's pictures on
-        screen (SWAP_IMAGES_JS, once every step is cached); when it is this run's folder the
+        screen (app/layout.py: STEPPING_JS, once every step is cached); when it is this run's folder the
         pictures are not sent again, so an answer to an older slider position cannot overwrite a
         newer one. Any other value (a stale folder after new settings) gets the pictures."""
         if not episode_id:
