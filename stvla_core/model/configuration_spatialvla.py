@@ -273,3 +273,36 @@ def tiny_config(hidden: int = 32, layers: int = 2, text_vocab: int = 259) -> Spa
         projection_dim=hidden,
         hidden_size=hidden,
     )
+
+
+def stvla_s_config(hidden: int = 256, layers: int = 6, heads: int = 4) -> SpatialVLAConfig:
+    """ST-VLA-S: the official layout at `hidden` width with `layers` SigLIP and `layers` Gemma2
+    layers (~16 M parameters at the defaults), the byte-level text vocabulary, token layout and
+    full 8194-token action grid of the tiny model, 224x224 input; trained from scratch on simulator
+    demonstrations (`python -m stvla_core.train`). Its ZoeDepth stays tiny and untrained: the
+    policy gets depth from the episode or the simulator, never from ZoeDepth."""
+    tiny = tiny_config()
+    head_dim = hidden // heads
+    text = tiny.text_config.to_dict()
+    text.update(
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        initializer_range=0.02,
+    )
+    text.pop("layer_types", None)  # rebuilt for the new depth
+    vision = tiny.vision_config.to_dict()
+    vision.update(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=heads)
+    return SpatialVLAConfig(
+        text_config=text,
+        vision_config=vision,
+        vision_zoe_config=tiny.vision_zoe_config,
+        image_token_index=tiny.image_token_index,
+        action_token_begin_idx=tiny.action_token_begin_idx,
+        projection_dim=hidden,
+        hidden_size=hidden,
+    )

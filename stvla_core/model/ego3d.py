@@ -26,28 +26,45 @@ def patch_pixel_centres(image_size: int, patch_size: int, reso: int) -> torch.Te
     return torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
 
 
+def pool_depth(depth: torch.Tensor, image_size: int, patch_size: int, reso: int) -> torch.Tensor:
+    """(B, 1, S, S) metres -> (B, 1, g, g) with g = (S / patch_size) * reso: the mean depth of each
+    sub-patch, which is all of the depth map the Ego3D encoding uses. A map already at (g, g) is
+    returned as it is, so training can store the pooled maps instead of full-size ones."""
+    g = (image_size // patch_size) * reso
+    if depth.shape[-2:] == (g, g):
+        return depth.float()
+    return F.interpolate(depth.float(), size=(g, g), mode="area")
+
+
 def backproject_patches(
     depth: torch.Tensor,
     intrinsics: torch.Tensor,
     patch_size: int,
     reso: int,
     grid_dtype: torch.dtype = torch.float32,
+    image_size: int | None = None,
 ) -> torch.Tensor:
-    """3D points per patch: depth (B, 1, H, W) metres, intrinsics (B, 3, 3) in pixels of that map
-    -> (B, (H/p)*(W/p), 3*reso**2), points ordered (row, col) inside the patch, then (x, y, z).
+    """3D points per patch: depth (B, 1, H, W) metres, intrinsics (B, 3, 3) in pixels of the
+    (image_size x image_size) input -> (B, (S/p)**2, 3*reso**2), points ordered (row, col) inside
+    the patch, then (x, y, z). `depth` is either the full map (H = W = image_size, the default) or
+    already pooled to the sub-patch grid (see `pool_depth`).
 
     The official model holds the pixel centres in its own dtype: in bf16, centres past 128 px
     round to whole pixels (220.5 -> 220). `grid_dtype` reproduces that; points stay float32."""
     if depth.ndim != 4 or depth.shape[1] != 1:
         raise ValueError(f"depth must be (B, 1, H, W), found {tuple(depth.shape)}")
     b, _, h, w = depth.shape
-    if h != w or h % patch_size:
-        raise ValueError(f"depth must be square with a side divisible by {patch_size}, found {h}x{w}")
+    side = image_size or h
+    g = (side // patch_size) * reso
+    if h != w or (side % patch_size) or (h != side and h != g):
+        raise ValueError(
+            f"depth must be square, {side}x{side} (a multiple of {patch_size}) or pooled to {g}x{g}, found {h}x{w}"
+        )
     if intrinsics.shape != (b, 3, 3):
         raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
-    hp = h // patch_size
-    sub = F.interpolate(depth.float(), size=(hp * reso, hp * reso), mode="area").reshape(b, 1, -1)
-    uv1 = patch_pixel_centres(h, patch_size, reso).to(depth.device, grid_dtype).float()
+    hp = side // patch_size
+    sub = pool_depth(depth, side, patch_size, reso).reshape(b, 1, -1)
+    uv1 = patch_pixel_centres(side, patch_size, reso).to(depth.device, grid_dtype).float()
     rays = torch.linalg.inv(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
     points = rays * sub  # (B, 3, n)
     points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)

@@ -196,14 +196,16 @@ class SpatialVLAForConditionalGeneration(nn.Module):
             if depth is None:
                 depth, source = self.estimate_depth(pixel_values), "zoedepth"
             else:
-                if depth.shape != (b, 1, h, w):
+                g = (h // cfg.patch_size) * cfg.ego3d_patch_reso
+                if depth.shape not in ((b, 1, h, w), (b, 1, g, g)):
                     raise ValueError(
-                        f"depth: expected {(b, 1, h, w)} to match the images, found {tuple(depth.shape)}"
+                        f"depth: expected {(b, 1, h, w)} to match the images (or {(b, 1, g, g)} pooled "
+                        f"to the Ego3D grid), found {tuple(depth.shape)}"
                     )
                 depth, source = depth.float(), "given"
             with torch.no_grad():
                 points = backproject_patches(
-                    depth, intrinsics.to(depth.device), cfg.patch_size, cfg.ego3d_patch_reso, self.dtype
+                    depth, intrinsics.to(depth.device), cfg.patch_size, cfg.ego3d_patch_reso, self.dtype, h
                 )
             ego3d = self.position_embedding_3d(points)
             siglip_plus = siglip + ego3d
@@ -365,15 +367,47 @@ class SpatialVLAForConditionalGeneration(nn.Module):
             model = cls(config)
         return model.eval()
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """config.json + model.safetensors with the official key names."""
+    def save_pretrained(
+        self, path: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None
+    ) -> None:
+        """config.json + model.safetensors with the official key names, in `dtype` (default: the
+        model's). With `max_shard_bytes`, weights over that size are split into
+        model-0000k-of-0000n.safetensors files with transformers' index file, so each file stays
+        under a transfer or hosting limit. Files are written under temporary names and renamed."""
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.official_state_dict().items()
+        }
+        shards: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for k, v in tensors.items():
+            n = v.numel() * v.element_size()
+            if max_shard_bytes and shards[-1] and size + n > max_shard_bytes:
+                shards.append({})
+                size = 0
+            shards[-1][k] = v
+            size += n
+        names = (
+            [WEIGHTS_FILE]
+            if len(shards) == 1
+            else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+        )
+        for stale in [path / WEIGHTS_FILE, path / WEIGHTS_INDEX, *path.glob("model-*-of-*.safetensors")]:
+            stale.unlink(missing_ok=True)
+        for name, shard in zip(names, shards, strict=True):
+            tmp = path / f".tmp-{name}"
+            save_file(shard, str(tmp), metadata={"format": "pt"})
+            tmp.replace(path / name)
+        if len(shards) > 1:
+            index = {
+                "metadata": {"total_size": sum(v.numel() * v.element_size() for v in tensors.values())},
+                "weight_map": {k: name for name, shard in zip(names, shards, strict=True) for k in shard},
+            }
+            (path / WEIGHTS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
         self.config.to_json_file(path / CONFIG_FILE)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.official_state_dict().items()}
-        save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
 
     @classmethod
     def from_pretrained(

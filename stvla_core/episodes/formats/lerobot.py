@@ -15,7 +15,10 @@ and `video_path`.
   tasks in `meta/tasks.parquet` (task strings as the index, column `task_index`).
 Each data row is matched to the video frame nearest its `timestamp` (plus the episode's
 from_timestamp in v3.0), within half a frame. Actions come from the `action` column when it has 7
-values per row; the instruction is the row's task. Read-only."""
+values per row; the instruction is the row's task. Depth, where the dataset has it, is an image
+feature whose `info` says `"depth": true` and names its `"camera"`: one 16-bit greyscale PNG per
+row, times `info.scale_to_metres` (0 = invalid), as `python -m stvla_core.data generate` writes.
+Read-only."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -81,13 +85,58 @@ def _require(info: dict[str, Any], key: str, path: Path) -> Any:
     return info[key]
 
 
+def _is_depth(feature: dict[str, Any]) -> bool:
+    return isinstance(feature.get("info"), dict) and feature["info"].get("depth") is True
+
+
 def cameras(info: dict[str, Any]) -> list[str]:
-    """Camera keys in the order info.json lists them."""
+    """Camera keys in the order info.json lists them (depth features are not cameras)."""
     return [
         k
         for k, f in info.get("features", {}).items()
-        if isinstance(f, dict) and f.get("dtype") in ("video", "image")
+        if isinstance(f, dict) and f.get("dtype") in ("video", "image") and not _is_depth(f)
     ]
+
+
+def depth_feature(info: dict[str, Any], camera: str, path: Path) -> tuple[str, float] | None:
+    """(feature key, metres per PNG unit) of the camera's depth, or None when it has none."""
+    for key, f in info.get("features", {}).items():
+        if isinstance(f, dict) and _is_depth(f) and f["info"].get("camera") == camera:
+            scale = f["info"].get("scale_to_metres")
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e3:
+                raise EpisodeError(
+                    f"LeRobot {where(path / INFO)} feature {key!r}: scale_to_metres must be a positive "
+                    f"number, found {scale!r}"
+                )
+            return key, float(scale)
+    return None
+
+
+def _intrinsics(info: dict[str, Any], camera: str, path: Path) -> np.ndarray | None:
+    """The camera feature's `info["camera.intrinsics"]` (3x3 pixels, pixel centres at integer
+    coordinates), where the dataset records it."""
+    k = (info["features"][camera].get("info") or {}).get("camera.intrinsics")
+    if k is None:
+        return None
+    try:
+        m = np.asarray(k, dtype=np.float32)
+    except (TypeError, ValueError):
+        m = None
+    if m is None or m.shape != (3, 3) or not np.isfinite(m).all():
+        raise EpisodeError(f"LeRobot {where(path / INFO)} camera {camera!r}: camera.intrinsics must be 3x3 numbers")
+    return m
+
+
+def decode_depth_png(data: Any, what: str) -> np.ndarray:
+    """PNG bytes of 16-bit depth units -> (H, W) float32 units (the caller scales to metres)."""
+    if isinstance(data, dict):
+        data = data.get("bytes")
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise EpisodeError(f"{what} holds no PNG bytes")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 2 or img.dtype != np.uint16:
+        raise EpisodeError(f"{what}: expected a 16-bit greyscale PNG, found {'undecodable data' if img is None else f'{img.dtype} {img.shape}'}")
+    return img.astype(np.float32)
 
 
 @dataclass
@@ -249,7 +298,10 @@ def load_lerobot_episode(
         if f is not None and not f.is_file():
             raise EpisodeError(f"LeRobot file {where(f)} does not exist")
     check_size([f for f in (loc.data, loc.video) if f is not None], limits, path)
+    depth_key = depth_feature(info, camera, path)
     columns = ["episode_index", "frame_index", "timestamp", "task_index", "action", camera]
+    if depth_key is not None:
+        columns.append(depth_key[0])
     df = _read_parquet(loc.data, columns, episode=episode_index)
     if df.empty:
         raise EpisodeError(f"LeRobot dataset {where(path)} episode {episode_index} has no data rows")
@@ -291,10 +343,19 @@ def load_lerobot_episode(
         instruction = loc.tasks.get(int(df["task_index"].iloc[0]), "")
     if not instruction and loc.listed_tasks:
         instruction = loc.listed_tasks[0]
+    depth = None
+    if depth_key is not None and depth_key[0] in df:
+        key, scale = depth_key
+        check_decoded(len(df) * frames[0].shape[0] * frames[0].shape[1] * 4, limits, f"LeRobot dataset {where(path)} depth {key!r}")
+        depth = np.stack(
+            [decode_depth_png(c, f"LeRobot file {where(loc.data)} column {key!r} row {i}") for i, c in enumerate(df[key])]
+        ) * np.float32(scale)
     fields = {
         "instruction": instruction,
         "fps": fps,
         "actions": actions,
+        "depth": depth,
+        "intrinsics": _intrinsics(info, camera, path),
         "name": f"{path.name}_episode_{episode_index}",
         "source": str(path),
         "metadata": metadata,

@@ -1,0 +1,168 @@
+"""Generate the demonstration dataset: the scripted Panda expert over consecutive training seeds
+of each task, successful demonstrations only, written as one LeRobot v3.0 dataset.
+
+Seeds: training demonstrations use seeds from `TRAIN_SEED_START` (0) up; closed-loop evaluation
+uses seeds from `EVAL_SEED_START` (100000) up (`stvla_core.sim.tasks`), so the two never meet.
+Shard k of a task holds the successful demonstrations among seeds [k * shard_size, (k+1) *
+shard_size); shards are recorded in parallel processes, whole shards are kept until a task has
+`episodes_per_task` successes, so the dataset does not depend on the number of workers. A
+re-run with the same settings skips the shards already written (resumable)."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stvla_core.data.lerobot_writer import LeRobotWriter
+from stvla_core.sim.expert import STATE_NAMES, Recorder, expert_task
+from stvla_core.sim.tasks import EVAL_SEED_START, TRAIN_SEED_START, task_spec
+
+DEFAULT_TASKS = ("PickCube-v1", "PushCube-v1", "PullCube-v1")
+MAX_SHARDS_PER_TASK = 100  # one task index holds shard ids [task * 100, task * 100 + 100)
+
+
+@dataclass
+class GenerateConfig:
+    out: str
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    episodes_per_task: int = 200
+    shard_size: int = 25
+    workers: int = 2
+    crf: int = 23  # H.264 quality of the RGB videos (lower is closer to lossless)
+    max_frames: int = 120
+
+    def validate(self) -> None:
+        self.tasks = [expert_task(t) for t in self.tasks]
+        if not self.tasks:
+            raise ValueError("tasks: expected at least one task")
+        for name in ("episodes_per_task", "shard_size", "workers", "max_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, found {getattr(self, name)}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf: expected 0..51, found {self.crf}")
+        sizes = {task_spec(t).image_size for t in self.tasks}
+        fps = {task_spec(t).control_freq for t in self.tasks}
+        if len(sizes) > 1 or len(fps) > 1:
+            raise ValueError(f"tasks must share one image size and control rate, found {sizes} and {fps}")
+
+
+_RECORDERS: dict[str, Recorder] = {}
+
+
+def _shard_seeds(shard: int, size: int) -> range:
+    k = shard % MAX_SHARDS_PER_TASK
+    return range(TRAIN_SEED_START + k * size, TRAIN_SEED_START + (k + 1) * size)
+
+
+def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]:
+    """Worker: record one shard, write it; returns (shard, successes, attempts)."""
+    cfg, task, shard = args
+    config = GenerateConfig(**cfg)
+    spec = task_spec(task)
+    writer = LeRobotWriter(config.out, spec.camera, spec.control_freq, spec.image_size, config.crf)
+    if task not in _RECORDERS:
+        _RECORDERS[task] = Recorder(task, max_frames=config.max_frames)
+    rec = _RECORDERS[task]
+    kept, failed = [], []
+    seeds = _shard_seeds(shard, config.shard_size)
+    for seed in seeds:
+        episode, state = rec.record_with_state(seed)
+        if episode.metadata["success"] and not episode.metadata["truncated"]:
+            kept.append((episode, state))
+        else:
+            failed.append(seed)
+    if kept:
+        writer.write_shard(shard, kept, {"task": task, "seeds": [seeds.start, seeds.stop], "failed_seeds": failed})
+    else:  # nothing to write: remember the failures anyway
+        writer.staging.mkdir(parents=True, exist_ok=True)
+        (writer.staging / f"shard-{shard:03d}.empty.json").write_text(json.dumps({"failed_seeds": failed}))
+    return shard, len(kept), len(seeds)
+
+
+def generate(config: GenerateConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Record and write the dataset; returns the expert's per-task success summary."""
+    config.validate()
+    spec = task_spec(config.tasks[0])
+    out = Path(config.out)
+    if (out / "meta" / "info.json").exists():
+        raise FileExistsError(f"{out} already holds a dataset (meta/info.json); choose a new folder")
+    writer = LeRobotWriter(out, spec.camera, spec.control_freq, spec.image_size, config.crf)
+    successes = {t: 0 for t in config.tasks}
+    attempts = {t: 0 for t in config.tasks}
+    done: dict[str, list[int]] = {t: [] for t in config.tasks}
+    next_shard = {t: 0 for t in config.tasks}
+    start = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(config.workers) as pool:
+        while True:
+            todo = []
+            for ti, task in enumerate(config.tasks):
+                need = config.episodes_per_task - successes[task]
+                # enough shards for the remaining successes at the rate seen so far (or 1:1 at first)
+                rate = successes[task] / attempts[task] if attempts[task] else 1.0
+                n = math.ceil(need / max(rate, 0.05) / config.shard_size) if need > 0 else 0
+                for _ in range(n):
+                    k = next_shard[task]
+                    if k >= MAX_SHARDS_PER_TASK:
+                        raise RuntimeError(f"{task}: the expert succeeded too rarely ({successes[task]}/{attempts[task]})")
+                    next_shard[task] += 1
+                    todo.append((asdict(config), task, ti * MAX_SHARDS_PER_TASK + k))
+            if not todo:
+                break
+            for shard, ok, tried in pool.imap_unordered(_record_shard, todo):
+                task = config.tasks[shard // MAX_SHARDS_PER_TASK]
+                successes[task] += ok
+                attempts[task] += tried
+                if ok:
+                    done[task].append(shard)
+                progress(
+                    f"{task} shard {shard % MAX_SHARDS_PER_TASK}: {ok}/{tried} succeeded; "
+                    f"{successes[task]} demonstrations so far ({time.perf_counter() - start:.0f} s)"
+                )
+    expert = {
+        t: {
+            "successes": successes[t],
+            "attempts": attempts[t],
+            "success_rate": round(successes[t] / attempts[t], 4),
+            "seeds": [TRAIN_SEED_START, TRAIN_SEED_START + next_shard[t] * config.shard_size],
+        }
+        for t in config.tasks
+    }
+    shards = [s for t in config.tasks for s in sorted(done[t])]
+    info = writer.finish(
+        shards,
+        STATE_NAMES,
+        {
+            "stvla": {
+                "generator": "python -m stvla_core.data generate",
+                "config": asdict(config),
+                "expert": expert,
+                "train_seeds": f"[{TRAIN_SEED_START}, {EVAL_SEED_START})",
+                "eval_seeds": f"[{EVAL_SEED_START}, ...) are never recorded here",
+                "setup": {t: _setup(t) for t in config.tasks},
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        },
+    )
+    return info["stvla"]
+
+
+def _setup(task: str) -> dict[str, Any]:
+    s = task_spec(task)
+    cam = s.camera_setup
+    return {
+        "instruction": s.instruction,
+        "camera": s.camera,
+        "camera_setup": asdict(cam) if cam else None,
+        "image_size": s.image_size,
+        "control_mode": s.control_mode,
+        "control_freq": s.control_freq,
+        "max_steps": s.max_steps,
+        "shown": list(s.shown),
+    }
