@@ -15,8 +15,9 @@ Panda tasks use `pd_ee_target_delta_pose` (same 7-D action as `pd_ee_delta_pose`
 moves the previous *target*, as Bridge's WidowX controller does): measured on PickCube-v1, five
 steps of dx = 0.01 m move the TCP 0.049 m with it, but only 0.020 m with `pd_ee_delta_pose`,
 whose delta starts from the lagging measured pose.
-Steps per second differ between datasets (Bridge 5 Hz) and tasks (Panda 20 Hz); `action_scale`
-rescales pose deltas for that.
+The task setup (camera, image size, control rate: Panda tasks at 10 Hz, one policy action per env
+step) comes from `stvla_core.sim.tasks`, the same definition the demonstrations were recorded
+with. `action_scale` rescales pose deltas for a policy trained at another rate.
 
 Depth: ManiSkill gives int16 millimetres; the policy gets float32 metres (0 = invalid). The Bridge
 tasks render RGB only (ManiSkill supports no depth there), so the policy gets depth=None and
@@ -35,54 +36,16 @@ from typing import Any
 import numpy as np
 
 from stvla_core.evaluation.policies import POLICIES, Policy, check_action, make_policy, reset_policy
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    env_id: str
-    robot: str
-    obs_mode: str
-    camera: str
-    control_mode: str
-    instruction: str | None = None  # None: the env's own get_language_instruction()
-    assets: tuple[str, ...] = ()  # ManiSkill data source ids that must be downloaded
-
-
-_PANDA = {
-    "robot": "panda",
-    "obs_mode": "rgb+depth",
-    "camera": "base_camera",
-    "control_mode": "pd_ee_target_delta_pose",
-}
-_BRIDGE = {
-    "robot": "widowx",
-    "obs_mode": "rgb+segmentation",
-    "camera": "3rd_view_camera",
-    "control_mode": "arm_pd_ee_target_delta_pose_align2_gripper_pd_joint_pos",
-    "assets": ("bridge_v2_real2sim", "widowx250s"),
-}
-TASKS: dict[str, TaskSpec] = {
-    t.env_id: t
-    for t in (
-        TaskSpec("PickCube-v1", instruction="pick up the red cube and move it to the green goal", **_PANDA),
-        TaskSpec("PushCube-v1", instruction="push the cube to the red and white target", **_PANDA),
-        TaskSpec("PullCube-v1", instruction="pull the cube back to the red and white target", **_PANDA),
-        TaskSpec("StackCube-v1", instruction="stack the red cube on the green cube", **_PANDA),
-        TaskSpec("PutSpoonOnTableClothInScene-v1", **_BRIDGE),
-        TaskSpec("PutCarrotOnPlateInScene-v1", **_BRIDGE),
-        TaskSpec("StackGreenCubeOnYellowCubeBakedTexInScene-v1", **_BRIDGE),
-        TaskSpec("PutEggplantInBasketScene-v1", **_BRIDGE),
-    )
-}
-BRIDGE_TASKS = tuple(k for k, t in TASKS.items() if t.robot == "widowx")
-PANDA_TASKS = tuple(k for k, t in TASKS.items() if t.robot == "panda")
-
-
-def task_spec(task: str) -> TaskSpec:
-    try:
-        return TASKS[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+from stvla_core.sim.tasks import (  # noqa: F401  (re-exported: the task table lives in stvla_core.sim)
+    BRIDGE_TASKS,
+    EVAL_SEED_START,
+    PANDA_TASKS,
+    TASKS,
+    TaskSpec,
+    step_limit,
+    task_spec,
+)
+from stvla_core.sim.tasks import make_env as make_task_env
 
 
 class SimulatorUnavailableError(RuntimeError):
@@ -180,16 +143,18 @@ class ActionMapping:
 @dataclass
 class ClosedLoopConfig:
     """One evaluation run. `variant`, `buffer`, `checkpoint` label the run in comparison tables
-        (taken from `policy_kwargs` when left empty). `max_steps` replaces the task's own step limit
-    (PickCube-v1: 50; Bridge tasks: 60) when given."""
+    (taken from `policy_kwargs` when left empty). `max_steps` replaces the task setup's step limit
+    (Panda tasks: 80 policy steps at 10 Hz; Bridge tasks: ManiSkill's 60) when given;
+    `image_size` its camera size (None: the setup's 224). Episode k runs seed `seed + k`; the
+    default seed starts the held-out evaluation range, which no training dataset holds."""
 
     tasks: list[str] = field(default_factory=lambda: ["PickCube-v1"])
     policy: str = "zero"
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     episodes_per_task: int = 10
     max_steps: int | None = None
-    seed: int = 0
-    image_size: int = 224
+    seed: int = EVAL_SEED_START
+    image_size: int | None = None
     action_scale: float = 1.0
     record_video: bool = True
     render_backend: str = "gpu"
@@ -205,9 +170,10 @@ class ClosedLoopConfig:
             task_spec(t)
         if self.policy not in POLICIES:
             raise ValueError(f"policy: expected one of {', '.join(POLICIES.names())}, found {self.policy!r}")
-        for name in ("episodes_per_task", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, found {getattr(self, name)}")
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task: expected >= 1, found {self.episodes_per_task}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size: expected >= 1 or None, found {self.image_size}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: expected >= 1 or None, found {self.max_steps}")
 
@@ -236,26 +202,19 @@ class EpisodeResult:
 
 
 def make_env(spec: TaskSpec, config: ClosedLoopConfig) -> Any:
-    import gymnasium as gym
-    import mani_skill.envs  # noqa: F401  (registers the tasks)
-
-    size = config.image_size
-    return gym.make(
-        spec.env_id,
-        num_envs=1,
-        obs_mode=spec.obs_mode,
-        control_mode=spec.control_mode,
-        sensor_configs={"width": size, "height": size},
+    """The task's env as `stvla_core.sim.tasks` sets it up (the demonstrations' camera, image size
+    and control rate), with the run's step limit and, if given, another image size."""
+    return make_task_env(
+        spec,
+        image_size=config.image_size,
+        max_steps=config.max_steps,
         render_backend=config.render_backend,
-        **({"max_episode_steps": config.max_steps} if config.max_steps else {}),
     )
 
 
 def default_step_limit(task: str) -> int:
-    """The step limit ManiSkill registers for the task (its TimeLimit truncates there)."""
-    from mani_skill.utils.registration import REGISTERED_ENVS
-
-    return int(REGISTERED_ENVS[task].max_episode_steps)
+    """Policy steps per episode of the task's setup (else ManiSkill's registered limit)."""
+    return step_limit(task_spec(task))
 
 
 def observation(obs: dict, camera: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -386,7 +345,7 @@ def evaluate_closed_loop(
         try:
             mapping = ActionMapping.from_env(env, config.action_scale)
             limit = config.max_steps or default_step_limit(task)
-            fps = float(getattr(env.unwrapped, "control_freq", 20))
+            fps = float(spec.control_freq or getattr(env.unwrapped, "control_freq", 20))
             for k in range(config.episodes_per_task):
                 seed = config.seed + k
                 frames: list[np.ndarray] | None = [] if config.record_video else None

@@ -1,0 +1,391 @@
+"""Full training of ST-VLA-S from scratch on a training pack (`stvla_core.train.pack`).
+
+The same SpatialVLA classes and the same prefix-LM loss as fine-tuning (`stvla_core.finetune`):
+prompt bidirectional, action tokens causal, cross-entropy on the 3k action tokens only. The whole
+pack sits on the device (uint8 frames, pooled depth, token targets), so a step is one gather and
+one forward/backward: nothing waits on data loading after the start. bf16 autocast with fp32
+weights on a GPU, fp32 on the CPU.
+
+Run folder:
+    config.json           the run's TrainConfig
+    processor/            processor_config.json with the action grid fitted to the pack's actions
+    metrics.jsonl         train rows (step, loss, accuracy, lr, samples/s) and eval rows (held-out
+                          loss, action L1 of the model and of the mean-action baseline)
+    checkpoints/step_N/   model.safetensors + optimizer.pt + state.json + COMPLETE (atomic rename)
+    model/                the final weights (bf16, shards of <= 15 MiB) + processor: a checkpoint
+                          folder `Policy.from_pretrained` loads
+    summary.json          written last
+Resume takes the newest checkpoint with COMPLETE; batches depend only on (seed, step)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stvla_core.finetune.trainer import Batch, action_logits
+from stvla_core.model.configuration_spatialvla import stvla_s_config
+from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
+from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, scale_intrinsics
+from stvla_core.train.config import TrainConfig
+from stvla_core.train.grid import write_processor_config
+from stvla_core.train.pack import Pack, load_pack
+
+COMPLETE = "COMPLETE"
+SHARD_BYTES = 15 * 2**20
+Progress = Callable[[str], None]
+
+
+class RunInUseError(RuntimeError):
+    """Another process trains in the same run folder."""
+
+
+@dataclass
+class DeviceData:
+    """The pack on the training device."""
+
+    frames: torch.Tensor  # (N, S, S, 3) uint8
+    depth: torch.Tensor  # (N, 1, g, g) float32 metres
+    targets: torch.Tensor  # (N, 3k) int64 action tokens of the chunk starting at each frame
+    ids: torch.Tensor  # (N, L) int64 prompt + targets, left-padded
+    pad: torch.Tensor  # (N,) int64 padding length of each row
+    intrinsics: torch.Tensor  # (3, 3) float32, in pixels of the model input
+    actions: np.ndarray  # (N, 7) recorded action at each frame (dataset units)
+
+
+def chunk_indices(episode: np.ndarray, k: int) -> np.ndarray:
+    """(N,) episode id per frame (episodes contiguous) -> (N, k) frame indices of the chunk that
+    starts at each frame, the episode's last frame repeated past its end."""
+    n = len(episode)
+    idx = np.arange(n)[:, None] + np.arange(k)[None]
+    last = np.zeros(n, np.int64)
+    ends = np.flatnonzero(np.r_[episode[1:] != episode[:-1], True])
+    starts = np.r_[0, ends[:-1] + 1]
+    for s, e in zip(starts, ends, strict=True):
+        last[s : e + 1] = e
+    return np.minimum(idx, last[:, None])
+
+
+def to_device(pack: Pack, processor: SpatialVLAProcessor, config: TrainConfig, device: torch.device) -> DeviceData:
+    s = processor.image_size
+    frames = pack.frames
+    if frames.shape[1:3] != (s, s):
+        raise ValueError(f"pack frames are {frames.shape[1:3]}, the model takes {s}x{s}; make the pack at that size")
+    stats = processor.stats(config.unnorm_key)
+    chunks = pack.actions[chunk_indices(pack.episode, processor.action_chunk_size)]  # (N, k, 7)
+    n, k = chunks.shape[:2]
+    targets = processor.action_tokenizer.encode(stats.normalize(chunks.reshape(-1, 7).astype(np.float64)))
+    targets = targets.reshape(n, 3 * k)
+    prompts = {e["task"]: processor.prompt_ids(e["task"]) for e in pack.meta["episodes"]}
+    task_of = [pack.meta["episodes"][i]["task"] for i in pack.episode]
+    length = max(len(p) for p in prompts.values()) + 3 * k
+    pad_id = 0 if processor.image_token_id != 0 else 1
+    ids = np.full((n, length), pad_id, np.int64)
+    pad = np.zeros(n, np.int64)
+    for i in range(n):
+        p = prompts[task_of[i]]
+        pad[i] = length - len(p) - 3 * k
+        ids[i, pad[i] :] = np.r_[p, targets[i]]
+    k_model = scale_intrinsics(np.asarray(pack.meta["intrinsics"], np.float64), tuple(pack.meta["frame_hw"]), (s, s))
+    return DeviceData(
+        torch.from_numpy(frames).to(device),
+        torch.from_numpy(pack.depth[config.depth_mode]).unsqueeze(1).to(device),
+        torch.from_numpy(targets).to(device),
+        torch.from_numpy(ids).to(device),
+        torch.from_numpy(pad).to(device),
+        torch.as_tensor(k_model, dtype=torch.float32, device=device),
+        pack.actions,
+    )
+
+
+def make_batch(data: DeviceData, idx: torch.Tensor) -> Batch:
+    """The prefix-LM batch of frames `idx` (the mask of `stvla_core.finetune.trainer.make_batch`,
+    built on the device for rows that share one padded length)."""
+    ids = data.ids[idx]
+    b, length = ids.shape
+    n_act = data.targets.shape[1]
+    act = length - n_act
+    pad = data.pad[idx][:, None, None]
+    col = torch.arange(length, device=ids.device)[None, None, :]
+    row = torch.arange(length, device=ids.device)[None, :, None]
+    allowed = ((col >= pad) & (col < act)) | ((col >= act) & (col <= row))
+    positions = (torch.arange(length, device=ids.device)[None] - data.pad[idx][:, None] + 1).clamp(min=1)
+    pixels = data.frames[idx].permute(0, 3, 1, 2).float() / 255.0
+    return Batch(
+        ids,
+        positions,
+        allowed[:, None],
+        data.targets[idx],
+        pixels,
+        data.intrinsics.expand(b, 3, 3),
+        data.depth[idx],
+    )
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.min_lr_ratio
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The batch of a step depends only on (seed, step), so a resumed run sees the same batches."""
+    return np.random.default_rng([seed, step]).choice(n, size=batch_size, replace=n < batch_size)
+
+
+def constrained_argmax(logits: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor:
+    """(B, 3k, V) -> (B, 3k): the best token among those valid at each position, as generation picks."""
+    out = torch.empty(logits.shape[:2], dtype=torch.long, device=logits.device)
+    for j in range(logits.shape[1]):
+        lo, hi = ranges[j % len(ranges)]
+        out[:, j] = logits[:, j, lo:hi].argmax(-1) + lo
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: SpatialVLAForConditionalGeneration,
+    data: DeviceData,
+    processor: SpatialVLAProcessor,
+    idx: np.ndarray,
+    mean_action: np.ndarray,
+    config: TrainConfig,
+    autocast: Any,
+) -> dict[str, float]:
+    """Held-out loss and the L1 error (dataset units, mean over the 7 dimensions) of the first
+    predicted action, teacher-forced with constrained argmax, against the recorded action; and the
+    same error of always predicting the mean training action."""
+    model.eval()
+    losses, preds = [], []
+    ranges = processor.action_tokenizer.ranges()
+    for start in range(0, len(idx), config.batch_size):
+        sel = torch.as_tensor(idx[start : start + config.batch_size], device=data.ids.device)
+        batch = make_batch(data, sel)
+        with autocast():
+            logits = action_logits(model, batch)
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1)).item() * len(sel))
+        tokens = constrained_argmax(logits, ranges)[:, :3].cpu().numpy()
+        preds += [processor.decode_actions(t, config.unnorm_key).actions[0] for t in tokens]
+    model.train()
+    truth = data.actions[idx]
+    pred = np.stack(preds)
+    return {
+        "val_loss": float(np.sum(losses) / len(idx)),
+        "val_action_l1": float(np.abs(pred - truth).mean()),
+        "val_action_l1_per_dim": np.abs(pred - truth).mean(0).round(6).tolist(),
+        "val_gripper_accuracy": float(((pred[:, 6] > 0.5) == (truth[:, 6] > 0.5)).mean()),
+        "baseline_mean_action_l1": float(np.abs(mean_action[None] - truth).mean()),
+    }
+
+
+# -- run folder ------------------------------------------------------------------------------
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    root = Path(run_dir) / "checkpoints"
+    found = [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def save_checkpoint(run_dir: Path, step: int, model: SpatialVLAForConditionalGeneration, opt: torch.optim.Optimizer) -> Path:
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final, tmp = root / f"step_{step:06d}", root / f".tmp-step_{step:06d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}) + "\n")
+    (tmp / COMPLETE).write_text(f"{step}\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    for old in complete_checkpoints(run_dir)[:-2]:  # keep the newest two
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run may be cut
+                continue
+            if row.get("step", upto + 1) <= upto:
+                rows.append(row)
+    return rows
+
+
+_RESUMABLE = {"steps", "checkpoint_every", "log_every", "eval_every", "resume", "device", "decode_workers", "pack", "run_dir"}
+
+
+def _check_same_run(path: Path, config: TrainConfig) -> None:
+    if not path.is_file():
+        return
+    old, new = json.loads(path.read_text()), config.to_dict()
+    changed = sorted(k for k in new if k not in _RESUMABLE and old.get(k) != new[k])
+    if changed:
+        diffs = "; ".join(f"{k}: checkpoints have {old.get(k)!r}, config has {new[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {path.parent}: {diffs}. Use the same settings or a new run_dir")
+
+
+def train(config: TrainConfig, progress: Progress = print) -> dict[str, Any]:
+    """Train (or resume) the run in config.run_dir; returns the summary. One process per run
+    folder (the lock dies with its holder, kill -9 included)."""
+    config.validate()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUseError(f"run_dir {run_dir} is in use by another training process") from None
+        for stale in [*run_dir.glob(".tmp-*"), *(run_dir / "checkpoints").glob(".tmp-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        return _train(config, progress)
+
+
+def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
+    t_start = time.time()
+    run_dir = Path(config.run_dir)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device)
+    use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    done = complete_checkpoints(run_dir)
+    if done and not config.resume:
+        raise FileExistsError(f"run_dir {run_dir} holds checkpoints (newest {done[-1].name}); resume or choose a new run_dir")
+    if done:
+        _check_same_run(run_dir / "config.json", config)
+    pack = load_pack(config.pack, [config.depth_mode], config.decode_workers or None)
+    progress(f"pack: {len(pack.actions)} frames of {len(pack.meta['episodes'])} episodes, decoded in {time.time() - t_start:.1f} s")
+    train_idx, val_idx = pack.split("train"), pack.split("val")
+    proc_dir = run_dir / "processor"
+    if not (proc_dir / "processor_config.json").is_file():
+        write_processor_config(
+            proc_dir,
+            pack.actions[train_idx],
+            config.unnorm_key,
+            np.asarray(pack.meta["intrinsics"]),
+            tuple(pack.meta["frame_hw"]),
+            config.chunk_size,
+            f"ST-VLA-S processor: action grid and statistics fitted to the training episodes of the pack "
+            f"{Path(config.pack).name} (dataset {pack.meta['config']['dataset']}); camera: the dataset's.",
+        )
+    model_cfg = stvla_s_config(config.hidden, config.layers, config.heads)
+    processor = SpatialVLAProcessor.from_pretrained(
+        proc_dir, model_cfg.image_token_index, model_cfg.action_token_begin_idx, model_cfg.image_size, model_cfg.num_image_tokens
+    )
+    torch.manual_seed(config.seed)
+    start = 0
+    if done:
+        model = SpatialVLAForConditionalGeneration.from_pretrained(done[-1], device, torch.float32)
+        start = json.loads((done[-1] / "state.json").read_text())["step"]
+        if start > config.steps:
+            raise ValueError(f"run_dir {run_dir} holds step {start}, past steps={config.steps}; raise steps or use a new run_dir")
+    else:
+        model = SpatialVLAForConditionalGeneration.build(model_cfg, device, torch.float32, seed=config.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+    )
+    if done:
+        opt.load_state_dict(torch.load(done[-1] / "optimizer.pt", map_location=device))
+        progress(f"resuming from {done[-1].name}")
+    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    metrics_path = run_dir / "metrics.jsonl"
+    _write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in _read_metrics(metrics_path, start)))
+    (run_dir / "summary.json").unlink(missing_ok=True)
+
+    data = to_device(pack, processor, config, device)
+    mean_action = pack.actions[train_idx].mean(0)
+    rng = np.random.default_rng(config.seed)
+    val_eval = np.sort(rng.choice(val_idx, size=min(config.val_samples, len(val_idx)), replace=False)) if len(val_idx) else val_idx
+    n_params = sum(p.numel() for p in model.parameters())
+    progress(f"model: {n_params / 1e6:.2f} M parameters on {device} ({'bf16 autocast' if use_bf16 else 'fp32'})")
+    last = time.time()
+    with metrics_path.open("a") as log:
+        for step in range(start, config.steps):
+            lr = lr_at(config, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            sel = torch.as_tensor(train_idx[batch_indices(len(train_idx), config.batch_size, config.seed, step)], device=device)
+            batch = make_batch(data, sel)
+            with autocast():
+                logits = action_logits(model, batch)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            n = step + 1
+            if n % config.log_every == 0 or n == config.steps:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss is {value} at step {n}; lower learning_rate")
+                acc = (logits.argmax(-1) == batch.targets).float().mean().item()
+                now = time.time()
+                rate = config.log_every * config.batch_size / max(now - last, 1e-9)
+                last = now
+                log.write(json.dumps({"step": n, "loss": value, "action_accuracy": acc, "lr": lr, "samples_per_s": round(rate, 1)}) + "\n")
+                log.flush()
+                progress(f"step {n}/{config.steps} loss {value:.4f} acc {acc:.3f} lr {lr:.2e} {rate:.0f} samples/s")
+            if len(val_eval) and (n % config.eval_every == 0 or n == config.steps):
+                row = {"step": n, **evaluate(model, data, processor, val_eval, mean_action, config, autocast)}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                progress(
+                    f"eval step {n}: held-out loss {row['val_loss']:.4f}, action L1 {row['val_action_l1']:.5f} "
+                    f"(mean-action baseline {row['baseline_mean_action_l1']:.5f}), gripper {row['val_gripper_accuracy']:.3f}"
+                )
+                last = time.time()
+            if n % config.checkpoint_every == 0 or n == config.steps:
+                save_checkpoint(run_dir, n, model, opt)
+    export = run_dir / "model"
+    tmp = run_dir / f".tmp-model-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, torch.bfloat16, SHARD_BYTES)
+    shutil.copy2(proc_dir / "processor_config.json", tmp / "processor_config.json")
+    shutil.rmtree(export, ignore_errors=True)
+    os.rename(tmp, export)
+    rows = _read_metrics(metrics_path, config.steps)
+    train_rows = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "val_loss" in r]
+    summary = {
+        "steps": config.steps,
+        "resumed_from": start,
+        "parameters": n_params,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": "bf16 autocast, fp32 weights" if use_bf16 else "fp32",
+        "train_frames": int(len(train_idx)),
+        "val_frames": int(len(val_idx)),
+        "first_loss": train_rows[0]["loss"] if train_rows else None,
+        "last_loss": train_rows[-1]["loss"] if train_rows else None,
+        "final_eval": evals[-1] if evals else None,
+        "seconds": round(time.time() - t_start, 1),
+    }
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
