@@ -255,7 +255,7 @@ def _frames_from_images(df: pd.DataFrame, camera: str, root: Path, limits: LoadL
         data = cell.get("bytes") if isinstance(cell, dict) else None
         if not data:
             raise EpisodeError(f"LeRobot dataset {where(root)} image {camera!r} row {i} holds no image bytes")
-        out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}"))
+        out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}", limits))
         check_decoded(len(df) * out[0].nbytes, limits, f"LeRobot dataset {where(root)} images {camera!r}")
     if len({f.shape for f in out}) > 1:
         raise EpisodeError(f"LeRobot dataset {where(root)} images {camera!r} have mixed sizes")

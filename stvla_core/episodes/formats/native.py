@@ -20,6 +20,7 @@ from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
     check_decoded,
+    check_frame_size,
     register_format,
     register_save_suffixes,
 )
@@ -67,6 +68,8 @@ def load_npz(path: Path, limits: LoadLimits) -> Episode:
                 raise EpisodeError(
                     f"{str(path)!r} holds {headers['frames'][0][0]} frames, over the limit of {limits.max_frames}"
                 )
+            if "frames" in headers and len(headers["frames"][0]) == 4:
+                check_frame_size(*headers["frames"][0][1:3], limits, repr(str(path)))
             nbytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values())
             check_decoded(nbytes, limits, repr(str(path)))
             arrays = {k: z[k] for k in ARRAYS if k in names}
