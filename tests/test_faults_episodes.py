@@ -558,3 +558,51 @@ def test_simplerenv_like_name_with_a_malformed_number_is_a_plain_video(tmp_path:
     path = tmp_path / "success_obj_1.2.3_4.mp4"
     write_video(np.zeros((2, 16, 16, 3), np.uint8), path)
     assert load_episode(path).metadata == {}
+
+
+# -- LeRobot depth features -------------------------------------------------------------------
+def lerobot_with_depth(root: Path, depth_units: np.ndarray) -> Path:
+    """The image dataset of `lerobot_with_images` (2 frames of 16x24) plus a 16-bit depth PNG
+    feature per row, in millimetres."""
+    lerobot_with_images(root, np.full((2, 16, 24, 3), 90, np.uint8))
+    edit_info(
+        root,
+        features={
+            **json.loads((root / "meta" / "info.json").read_text())["features"],
+            "observation.depth": {
+                "dtype": "image",
+                "shape": [16, 24, 1],
+                "info": {"depth": True, "camera": "observation.image", "scale_to_metres": 0.001},
+            },
+        },
+    )
+    data = root / "data" / "chunk-000" / "episode_000000.parquet"
+    df = pd.read_parquet(data)
+    df["observation.depth"] = [
+        {"bytes": cv2.imencode(".png", d)[1].tobytes(), "path": None} for d in depth_units
+    ]
+    df.to_parquet(data)
+    return root
+
+
+def test_lerobot_depth_loads_in_metres(tmp_path: Path) -> None:
+    root = lerobot_with_depth(tmp_path / "ds", np.full((2, 16, 24), 1500, np.uint16))
+    np.testing.assert_allclose(load_episode(root).depth, 1.5, rtol=1e-6)
+
+
+def test_lerobot_depth_of_another_size_is_refused_from_its_header(tmp_path: Path) -> None:
+    root = lerobot_with_depth(tmp_path / "ds", np.full((2, 300, 400), 1500, np.uint16))
+    message = refused(lambda: load_episode(root))
+    assert message.endswith(
+        "column 'observation.depth' row 0: expected a 24x16 depth PNG like the frames, found 400x300"
+    )
+
+
+def test_lerobot_camera_info_that_is_not_an_object(tmp_path: Path) -> None:
+    """`info` of a feature is an object in LeRobot's writer; anything else means no intrinsics
+    (it raised AttributeError)."""
+    root = lerobot_with_images(tmp_path / "ds", np.zeros((2, 8, 8, 3), np.uint8))
+    info = json.loads((root / "meta" / "info.json").read_text())
+    info["features"]["observation.image"]["info"] = "pinhole"
+    edit_info(root, features=info["features"])
+    assert load_episode(root).intrinsics is None

@@ -56,23 +56,32 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(filter(_is_frame, folder.iterdir()), key=lambda p: natural_key(p.name))
 
 
-def decode_image(data: bytes, what: str, limits: LoadLimits) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from PNG/JPEG bytes. The size is read from the header (Pillow opens
-    lazily) and checked against the limits before OpenCV decodes the pixels. OpenCV turns grey,
-    alpha and 16-bit images into 8-bit RGB, and refuses truncated files (returns None) rather than
-    padding them with grey."""
-    unreadable = EpisodeError(f"{what} is not a readable PNG/JPEG image (corrupt, truncated or empty)")
+def _unreadable(what: str) -> EpisodeError:
+    return EpisodeError(f"{what} is not a readable PNG/JPEG image (corrupt, truncated or empty)")
+
+
+def image_size(data: bytes, what: str, limits: LoadLimits) -> tuple[int, int]:
+    """(height, width) from a PNG/JPEG header, checked against the frame-size limit before any
+    pixel is decoded (Pillow opens lazily and reads only the header)."""
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
     except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
         raise EpisodeError(f"{what}: over the limit of {limits.max_side} px per side ({e})") from None
     except (OSError, ValueError):
-        raise unreadable from None
+        raise _unreadable(what) from None
     check_frame_size(height, width, limits, what)
+    return height, width
+
+
+def decode_image(data: bytes, what: str, limits: LoadLimits) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from PNG/JPEG bytes, its size checked first (`image_size`). OpenCV
+    turns grey, alpha and 16-bit images into 8-bit RGB, and refuses truncated files (returns
+    None) rather than padding them with grey."""
+    image_size(data, what, limits)
     rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     if rgb is None:
-        raise unreadable
+        raise _unreadable(what)
     return rgb
 
 

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
-from stvla_core.episodes.formats.frames import decode_image
+from stvla_core.episodes.formats.frames import decode_image, image_size
 from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
@@ -182,7 +182,8 @@ def depth_feature(info: dict[str, Any], camera: str, path: Path) -> tuple[str, f
 def _intrinsics(info: dict[str, Any], camera: str, path: Path) -> np.ndarray | None:
     """The camera feature's `info["camera.intrinsics"]` (3x3 pixels, pixel centres at integer
     coordinates), where the dataset records it."""
-    k = (info["features"][camera].get("info") or {}).get("camera.intrinsics")
+    feature_info = info["features"][camera].get("info")
+    k = feature_info.get("camera.intrinsics") if isinstance(feature_info, dict) else None
     if k is None:
         return None
     try:
@@ -190,19 +191,27 @@ def _intrinsics(info: dict[str, Any], camera: str, path: Path) -> np.ndarray | N
     except (TypeError, ValueError):
         m = None
     if m is None or m.shape != (3, 3) or not np.isfinite(m).all():
-        raise EpisodeError(f"LeRobot {where(path / INFO)} camera {camera!r}: camera.intrinsics must be 3x3 numbers")
+        raise EpisodeError(
+            f"LeRobot {where(path / INFO)} camera {camera!r}: camera.intrinsics must be 3x3 numbers"
+        )
     return m
 
 
-def decode_depth_png(data: Any, what: str) -> np.ndarray:
-    """PNG bytes of 16-bit depth units -> (H, W) float32 units (the caller scales to metres)."""
+def decode_depth_png(data: Any, what: str, size: tuple[int, int], limits: LoadLimits) -> np.ndarray:
+    """PNG bytes of 16-bit depth units -> (H, W) float32 units (the caller scales to metres).
+    size: (H, W) of the frames, which the PNG header must declare before its pixels are decoded."""
     if isinstance(data, dict):
         data = data.get("bytes")
     if not isinstance(data, bytes | bytearray) or not data:
         raise EpisodeError(f"{what} holds no PNG bytes")
+    h, w = image_size(bytes(data), what, limits)
+    if (h, w) != size:
+        raise EpisodeError(f"{what}: expected a {size[1]}x{size[0]} depth PNG like the frames, found {w}x{h}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.ndim != 2 or img.dtype != np.uint16:
-        raise EpisodeError(f"{what}: expected a 16-bit greyscale PNG, found {'undecodable data' if img is None else f'{img.dtype} {img.shape}'}")
+        raise EpisodeError(
+            f"{what}: expected a 16-bit greyscale PNG, found {'undecodable data' if img is None else f'{img.dtype} {img.shape}'}"
+        )
     return img.astype(np.float32)
 
 
@@ -459,9 +468,18 @@ def load_lerobot_episode(
     depth = None
     if depth_key is not None and depth_key[0] in df:
         key, scale = depth_key
-        check_decoded(len(df) * frames[0].shape[0] * frames[0].shape[1] * 4, limits, f"LeRobot dataset {where(path)} depth {key!r}")
+        check_decoded(
+            len(df) * frames[0].shape[0] * frames[0].shape[1] * 4,
+            limits,
+            f"LeRobot dataset {where(path)} depth {key!r}",
+        )
         depth = np.stack(
-            [decode_depth_png(c, f"LeRobot file {where(loc.data)} column {key!r} row {i}") for i, c in enumerate(df[key])]
+            [
+                decode_depth_png(
+                    c, f"LeRobot file {where(loc.data)} column {key!r} row {i}", frames.shape[1:3], limits
+                )
+                for i, c in enumerate(df[key])
+            ]
         ) * np.float32(scale)
     fields = {
         "instruction": instruction,
