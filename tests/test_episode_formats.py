@@ -299,7 +299,7 @@ def test_simplerenv_format_named_for_another_video(tmp_path: Path) -> None:
     write_video(moving_frames(2, 16, 16), tmp_path / "clip.mp4")
     with pytest.raises(EpisodeError, match="not named like a SimplerEnv rollout.*found 'clip.mp4'"):
         load_episode(tmp_path / "clip.mp4", format="simplerenv")
-    with pytest.raises(EpisodeError, match="is a folder, expected a video file"):
+    with pytest.raises(EpisodeError, match="video file .*: expected a regular file, found a folder"):
         load_episode(tmp_path, format="video")
 
 

@@ -58,7 +58,6 @@ BAD = [
         "shape (3, 4, 5) int32",
         "shape (3, 5, 5)",
     ),
-    ({"depth": np.full((T, H, W), np.inf, np.float32)}, "depth", "finite values", "60 NaN/inf values"),
     ({"depth": [[0.5]]}, "depth", "a numpy array (3, 4, 5)", "list"),
     ({"actions": np.zeros((T, 6), np.float32)}, "actions", "shape (3, 7) float32", "shape (3, 6)"),
     ({"actions": np.zeros((T + 1, 7), np.float32)}, "actions", "shape (3, 7) float32", "shape (4, 7)"),
@@ -102,6 +101,16 @@ BAD = [
         "1",
     ),
     ({"metadata": {"when": object()}}, "metadata", "a JSON-serialisable dict", "object"),
+    ({"metadata": ["a", "list"]}, "metadata", "a JSON-serialisable dict", "list"),
+    ({"name": 123}, "name", "a string", "int"),
+    ({"source": None}, "source", "a string", "NoneType"),
+    ({"fps": True}, "fps", "a finite number > 0", "True"),
+    ({"segmentation_names": ["table"]}, "segmentation_names", "a dict of int id -> str name", "list"),
+    ({"segmentation_names": {"1": "cup"}}, "segmentation_names", "int id -> str name", "'1': 'cup'"),
+    ({"segmentation_names": {1: 2}}, "segmentation_names", "int id -> str name", "1: 2"),
+    ({"gt_point_names": "left"}, "gt_point_names", "a list of strings", "str"),
+    ({"gt_point_names": ["left", 2]}, "gt_point_names", "a list of strings", "int 2"),
+    ({"extrinsics": [[1.0]]}, "extrinsics", "a numpy array", "list"),
 ]
 
 
@@ -136,3 +145,13 @@ def test_extrinsics_may_be_one_matrix_or_one_per_frame() -> None:
     one = Episode(frames=frames(), extrinsics=np.eye(4, dtype=np.float32))
     per_frame = Episode(frames=frames(), extrinsics=np.tile(np.eye(4, dtype=np.float32), (T, 1, 1)))
     assert one.extrinsics.shape == (4, 4) and per_frame.extrinsics.shape == (T, 4, 4)
+
+
+def test_nan_and_inf_depth_are_stored_as_0_the_invalid_marker() -> None:
+    """Depth cameras write NaN or inf where they have no reading; the Episode keeps one marker."""
+    depth = np.ones((T, H, W), np.float32)
+    depth[0, 0, 0], depth[1, 2, 3], depth[2, 3, 4] = np.nan, np.inf, -np.inf
+    ep = Episode(frames=frames(), depth=depth)
+    assert ep.depth[0, 0, 0] == ep.depth[1, 2, 3] == ep.depth[2, 3, 4] == 0.0
+    assert np.isfinite(ep.depth).all() and (ep.depth == 0).sum() == 3
+    assert np.isnan(depth[0, 0, 0])  # the caller's array is not changed

@@ -19,11 +19,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stvla_core.depth import DEPTH_ESTIMATORS
+from stvla_core.depth import DEPTH_ESTIMATORS, DepthUnavailableError
+from stvla_core.episodes import Episode, EpisodeError, load_episode
+from stvla_core.registry import UnknownNameError
 from stvla_core.traces.draw import colorize_depth, depth_range
-from stvla_core.traces.pipeline import TraceConfig, TracePipeline
-from stvla_core.traces.render import VARIANTS
-from stvla_core.tracking import TRACKERS
+from stvla_core.traces.pipeline import IGNORED_SEGMENTS, TraceConfig, TracedFrame, TracePipeline
+from stvla_core.traces.render import VARIANTS, nearest_depth, valid_mask
+from stvla_core.tracking import TRACKERS, TrackerUnavailableError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,16 +49,18 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
+class _UserError(Exception):
+    """What was asked cannot be done with this input: reported as one `error:` line, exit 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from stvla_core.episodes import load_episode
-
     variants = list(VARIANTS) if args.variant == "all" else [args.variant]
     cfg = TraceConfig(
         buffer=args.buffer,
         tracker=args.tracker,
         depth=args.depth,
-        variant=variants[0],
+        variant="C" if args.variant == "all" else args.variant,  # C is the one --nearest applies to
         max_traces=args.max_traces,
         line_thickness=args.thickness,
         nearest=args.nearest,
@@ -64,31 +68,91 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg.validate()
+    except (ValueError, UnknownNameError) as e:  # an option out of range, an unknown name
+        return _error(e, 2)
+    try:
         episode = load_episode(args.episode)
         pipe = TracePipeline(cfg)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    frames = [pipe.at(episode, t) for t in tqdm(range(episode.num_frames), desc="tracing", unit="step")]
-    vmin, vmax = depth_range(*[f.depth for f in frames])
-    args.out.mkdir(parents=True, exist_ok=True)
-    for f in frames:
-        for v in variants:
-            _write_png(args.out / f"step_{f.index:04d}_{v}.png", colorize_depth(f.traced[v], vmin, vmax))
-        _write_png(args.out / f"step_{f.index:04d}_overlay.png", f.overlay)
-    arrays = {f"traced_{v}": np.stack([f.traced[v] for f in frames]) for v in variants}
-    arrays["depth"] = np.stack([f.depth for f in frames])
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=args.out)
-    os.close(fd)
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, args.out / "traced.npz")
+        _check_episode(episode, pipe, args, variants)
+        _out_folder(args.out)
+        # the unavailable errors come from the first step that needs what the episode lacks; the
+        # progress bar is closed before the error is printed, so the error has a line of its own
+        with tqdm(range(episode.num_frames), desc="tracing", unit="step") as steps:
+            frames = [pipe.at(episode, t) for t in steps]
+    except (_UserError, EpisodeError, DepthUnavailableError, TrackerUnavailableError) as e:
+        return _error(e, 2)
+    try:
+        _write(frames, variants, args.out)
+    except OSError as e:  # the folder was writable a moment ago: a full disk, a removed folder
+        return _error(e, 1)
     print(f"wrote {len(frames)} steps x {len(variants)} variants to {args.out}")
     if args.quality:
         _quality(episode, pipe, args)
     return 0
 
 
-def _quality(episode, pipe: TracePipeline, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+def _error(e: Exception, status: int) -> int:
+    print("error: " + " ".join(str(e).split()), file=sys.stderr)
+    return status
+
+
+def _check_episode(
+    episode: Episode, pipe: TracePipeline, args: argparse.Namespace, variants: list[str]
+) -> None:
+    """Refuse up front what would otherwise fail part-way through tracing or after it."""
+    name = repr(episode.name)
+    if args.quality and episode.num_frames < 2:
+        raise _UserError(
+            f"--quality follows ground-truth points across frames and needs an episode of at least 2 "
+            f"frames; {name} has {episode.num_frames}"
+        )
+    segmentation = args.nearest == "segmentation" and "C" in variants
+    if segmentation and episode.segmentation is None:
+        raise _UserError(f"--nearest segmentation needs an episode with segmentation; {name} has none")
+    if args.depth != "episode" or episode.depth is None:
+        return  # a model's depth is known only once computed; no depth at all is the source's error
+    empty = np.flatnonzero(~valid_mask(episode.depth).any(axis=(1, 2)))
+    if empty.size:
+        raise _UserError(
+            f"--depth episode: {name} has no valid depth (all 0) on {empty.size} of {episode.num_frames} "
+            f"frames, first frame {empty[0]}; choose a model depth source such as --depth zoedepth"
+        )
+    for t in range(episode.num_frames) if segmentation else ():
+        try:
+            nearest_depth(episode.depth[t], *pipe._segmentation(episode, t))
+        except ValueError:
+            raise _UserError(
+                f"--nearest segmentation: frame {t} of {name} has no segmented object with valid depth "
+                f"(ids 0 and {', '.join(IGNORED_SEGMENTS)} are ignored); use --nearest min"
+            ) from None
+
+
+def _out_folder(out: Path) -> None:
+    """Create --out and prove it writable before tracing, not after."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except FileExistsError:
+        raise _UserError(f"--out {str(out)!r}: expected a folder, found a file") from None
+    except OSError as e:
+        raise _UserError(f"--out {str(out)!r} cannot be written: {e.strerror or e}") from None
+
+
+def _write(frames: list[TracedFrame], variants: list[str], out: Path) -> None:
+    vmin, vmax = depth_range(*[f.depth for f in frames])
+    for f in frames:
+        for v in variants:
+            _write_png(out / f"step_{f.index:04d}_{v}.png", colorize_depth(f.traced[v], vmin, vmax))
+        _write_png(out / f"step_{f.index:04d}_overlay.png", f.overlay)
+    arrays = {f"traced_{v}": np.stack([f.traced[v] for f in frames]) for v in variants}
+    arrays["depth"] = np.stack([f.depth for f in frames])
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out)
+    os.close(fd)
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out / "traced.npz")
+
+
+def _quality(episode: Episode, pipe: TracePipeline, args: argparse.Namespace) -> None:
     from stvla_core.traces.quality import depth_quality, tracker_quality
 
     if episode.gt_points is not None:

@@ -5,6 +5,7 @@ temporary folder beside the target, renamed into place when complete."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from stvla_core.episodes.episode import Episode, EpisodeError
 from stvla_core.episodes.formats.io import (
@@ -29,6 +31,7 @@ from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
     check_decoded,
+    check_frame_size,
     check_size,
     register_format,
     register_save_suffixes,
@@ -53,21 +56,41 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(filter(_is_frame, folder.iterdir()), key=lambda p: natural_key(p.name))
 
 
-def decode_image(data: bytes, what: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from PNG/JPEG bytes. OpenCV turns grey, alpha and 16-bit images into
-    8-bit RGB, and refuses truncated files (returns None) rather than padding them with grey."""
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB) if data else None
+def _unreadable(what: str) -> EpisodeError:
+    return EpisodeError(f"{what} is not a readable PNG/JPEG image (corrupt, truncated or empty)")
+
+
+def image_size(data: bytes, what: str, limits: LoadLimits) -> tuple[int, int]:
+    """(height, width) from a PNG/JPEG header, checked against the frame-size limit before any
+    pixel is decoded (Pillow opens lazily and reads only the header)."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
+        raise EpisodeError(f"{what}: over the limit of {limits.max_side} px per side ({e})") from None
+    except (OSError, ValueError):
+        raise _unreadable(what) from None
+    check_frame_size(height, width, limits, what)
+    return height, width
+
+
+def decode_image(data: bytes, what: str, limits: LoadLimits) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from PNG/JPEG bytes, its size checked first (`image_size`). OpenCV
+    turns grey, alpha and 16-bit images into 8-bit RGB, and refuses truncated files (returns
+    None) rather than padding them with grey."""
+    image_size(data, what, limits)
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     if rgb is None:
-        raise EpisodeError(f"{what} is not a readable PNG/JPEG image (corrupt, truncated or empty)")
+        raise _unreadable(what)
     return rgb
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, limits: LoadLimits) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise EpisodeError(f"frame {where(path)} cannot be read: {e}") from None
-    return decode_image(data, f"frame {where(path)}")
+    return decode_image(data, f"frame {where(path)}", limits)
 
 
 def _encode_png(rgb: np.ndarray, path: Path) -> None:
@@ -90,10 +113,10 @@ def load_frames_episode(path: Path, limits: LoadLimits) -> Episode:
     check_size(files, limits, path)
     side = path / SIDECAR
     fields = sidecar_fields(read_json(side), side) if side.is_file() else {}
-    frames = [_read_image(files[0])]
+    frames = [_read_image(files[0], limits)]
     check_decoded(len(files) * frames[0].nbytes, limits, f"folder {where(path)}")
     for f in files[1:]:
-        rgb = _read_image(f)
+        rgb = _read_image(f, limits)
         if rgb.shape != frames[0].shape:
             raise EpisodeError(
                 f"frame {where(f)} is {rgb.shape[1]}x{rgb.shape[0]}, "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
-from stvla_core.episodes.formats.registry import LoadLimits, check_decoded
+from stvla_core.episodes.formats.registry import LoadLimits, check_decoded, check_frame_size, check_regular
 
 if TYPE_CHECKING:
     import av
@@ -49,6 +49,7 @@ def atomic_target(path: Path) -> Iterator[Path]:
 
 # -- sidecar JSON -----------------------------------------------------------------------------
 def read_json(path: Path) -> Any:
+    check_regular(path, "JSON file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -151,10 +152,7 @@ def decode_video(
     frames whose time lies in [start_s, end_s) are kept (half a frame of slack either side)."""
     import av  # PyAV only where video is read or written
 
-    if path.is_dir():
-        raise EpisodeError(f"{where(path)} is a folder, expected a video file")
-    if not path.is_file():
-        raise EpisodeError(f"video file {where(path)} does not exist")
+    check_regular(path, "video file")
     if path.stat().st_size == 0:
         raise EpisodeError(f"video file {where(path)} is empty")
     frames: list[np.ndarray] = []
@@ -164,6 +162,11 @@ def decode_video(
             if not container.streams.video:
                 raise EpisodeError(f"{where(path)} has no video stream")
             stream = container.streams.video[0]
+            if stream.codec_context is None:  # PyAV has no decoder for the stream's codec tag
+                raise EpisodeError(f"{where(path)} has a video stream in a codec this tool cannot decode")
+            check_frame_size(
+                stream.codec_context.height, stream.codec_context.width, limits, f"video {where(path)}"
+            )
             stream.thread_type = "AUTO"
             fps = _rate(stream)
             slack = 0.5 / fps if fps else 1e-3
@@ -177,6 +180,7 @@ def decode_video(
                     continue
                 if end_s is not None and t >= end_s - slack:
                     break
+                check_frame_size(frame.height, frame.width, limits, f"video {where(path)}")
                 rgb = frame.to_ndarray(format="rgb24")
                 if frames and rgb.shape != frames[0].shape:
                     raise EpisodeError(

@@ -23,6 +23,9 @@ Read-only."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stvla_core.episodes.episode import ACTION_DIM, Episode, EpisodeError
-from stvla_core.episodes.formats.frames import decode_image
+from stvla_core.episodes.formats.frames import decode_image, image_size
 from stvla_core.episodes.formats.io import build_episode, decode_video, read_json, where
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
     check_decoded,
+    check_regular,
     check_size,
     register_format,
 )
@@ -51,8 +55,7 @@ def _read_parquet(path: Path, columns: list[str] | None = None, episode: int | N
     """columns: read only those of these the file has (v3.0 metadata rows carry per-episode
     statistics we do not need); episode: only rows of that episode_index (a v3.0 data file holds
     many episodes), filtered by pyarrow while reading."""
-    if not path.is_file():
-        raise EpisodeError(f"LeRobot file {where(path)} does not exist")
+    check_regular(path, "LeRobot file")
     try:
         names = pq.read_schema(path).names
         keep = None if columns is None else [c for c in columns if c in names]
@@ -66,16 +69,25 @@ def _read_parquet(path: Path, columns: list[str] | None = None, episode: int | N
         ) from None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise EpisodeError(f"LeRobot file {where(path)} does not exist")
+def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) for each JSON object line; `where` names the file and line for errors."""
+    check_regular(path, "LeRobot file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EpisodeError(f"LeRobot file {where(path)} cannot be read: {e}") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError as e:
                 raise EpisodeError(f"{where(path)} line {n} is not valid JSON: {e}") from None
+            if not isinstance(row, dict):
+                raise EpisodeError(
+                    f"{where(path)} line {n}: expected a JSON object, found {type(row).__name__}"
+                )
+            rows.append((f"{where(path)} line {n}", row))
     return rows
 
 
@@ -83,6 +95,61 @@ def _require(info: dict[str, Any], key: str, path: Path) -> Any:
     if key not in info:
         raise EpisodeError(f"LeRobot {where(path)} has no {key!r} entry")
     return info[key]
+
+
+def _shown(value: Any) -> str:
+    """repr of a JSON value or a parquet cell, numpy scalars shown as the Python value they hold."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _int(value: Any, what: str) -> int:
+    """An integer from JSON or a parquet cell (where a column with gaps turns integers to float)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise EpisodeError(f"{what}: expected an integer, found {_shown(value)}")
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise EpisodeError(f"{what}: expected a number of seconds, found {_shown(value)}")
+    if not math.isfinite(value) or value < 0:
+        raise EpisodeError(f"{what}: expected a finite number of seconds >= 0, found {_shown(value)}")
+    return float(value)
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    """A list of task strings (a JSON list, or the numpy array parquet gives for a list cell)."""
+    if isinstance(value, list | tuple | np.ndarray) and all(isinstance(x, str) for x in value):
+        return list(value)
+    raise EpisodeError(f"{what}: expected a list of strings, found {value!r}")
+
+
+def _path(root: Path, info: dict[str, Any], key: str, values: dict[str, Any]) -> Path:
+    """Fill the path template info.json[key] with `values` (the only placeholders allowed) and
+    refuse a result outside the dataset folder. The check is on the text, not on the resolved
+    path: datasets in the Hugging Face cache are symlinks into a blobs folder beside the dataset,
+    and a zip upload cannot hold symlinks."""
+    what = f"LeRobot {where(root / INFO)} field {key!r}"
+    template = _require(info, key, root / INFO)
+    if not isinstance(template, str):
+        raise EpisodeError(f"{what}: expected a path template string, found {type(template).__name__}")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        unknown = sorted(fields - set(values))
+        if unknown:
+            expected = ", ".join("{" + v + "}" for v in values)
+            raise EpisodeError(
+                f"{what}: expected placeholders among {expected}, found {{{unknown[0]}}} in {template!r}"
+            )
+        relative = template.format(**values)
+    except (ValueError, KeyError, IndexError, TypeError) as e:  # unbalanced braces, bad format spec
+        raise EpisodeError(f"{what}: {template!r} is not a usable path template ({e})") from None
+    normal = os.path.normpath(relative)
+    if os.path.isabs(relative) or normal == ".." or normal.startswith(".." + os.sep):
+        raise EpisodeError(f"{what}: expected a path inside the dataset folder, found {relative!r}")
+    return root / normal
 
 
 def _is_depth(feature: dict[str, Any]) -> bool:
@@ -115,7 +182,8 @@ def depth_feature(info: dict[str, Any], camera: str, path: Path) -> tuple[str, f
 def _intrinsics(info: dict[str, Any], camera: str, path: Path) -> np.ndarray | None:
     """The camera feature's `info["camera.intrinsics"]` (3x3 pixels, pixel centres at integer
     coordinates), where the dataset records it."""
-    k = (info["features"][camera].get("info") or {}).get("camera.intrinsics")
+    feature_info = info["features"][camera].get("info")
+    k = feature_info.get("camera.intrinsics") if isinstance(feature_info, dict) else None
     if k is None:
         return None
     try:
@@ -123,19 +191,27 @@ def _intrinsics(info: dict[str, Any], camera: str, path: Path) -> np.ndarray | N
     except (TypeError, ValueError):
         m = None
     if m is None or m.shape != (3, 3) or not np.isfinite(m).all():
-        raise EpisodeError(f"LeRobot {where(path / INFO)} camera {camera!r}: camera.intrinsics must be 3x3 numbers")
+        raise EpisodeError(
+            f"LeRobot {where(path / INFO)} camera {camera!r}: camera.intrinsics must be 3x3 numbers"
+        )
     return m
 
 
-def decode_depth_png(data: Any, what: str) -> np.ndarray:
-    """PNG bytes of 16-bit depth units -> (H, W) float32 units (the caller scales to metres)."""
+def decode_depth_png(data: Any, what: str, size: tuple[int, int], limits: LoadLimits) -> np.ndarray:
+    """PNG bytes of 16-bit depth units -> (H, W) float32 units (the caller scales to metres).
+    size: (H, W) of the frames, which the PNG header must declare before its pixels are decoded."""
     if isinstance(data, dict):
         data = data.get("bytes")
     if not isinstance(data, bytes | bytearray) or not data:
         raise EpisodeError(f"{what} holds no PNG bytes")
+    h, w = image_size(bytes(data), what, limits)
+    if (h, w) != size:
+        raise EpisodeError(f"{what}: expected a {size[1]}x{size[0]} depth PNG like the frames, found {w}x{h}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.ndim != 2 or img.dtype != np.uint16:
-        raise EpisodeError(f"{what}: expected a 16-bit greyscale PNG, found {'undecodable data' if img is None else f'{img.dtype} {img.shape}'}")
+        raise EpisodeError(
+            f"{what}: expected a 16-bit greyscale PNG, found {'undecodable data' if img is None else f'{img.dtype} {img.shape}'}"
+        )
     return img.astype(np.float32)
 
 
@@ -153,25 +229,31 @@ class _Located:
 
 def _locate_v2(root: Path, info: dict[str, Any], index: int, camera: str) -> _Located:
     episodes = _read_jsonl(root / "meta" / "episodes.jsonl")
-    row = next((e for e in episodes if e.get("episode_index") == index), None)
-    if row is None:
-        found = sorted(e.get("episode_index") for e in episodes)
+    found = {_int(e.get("episode_index"), f"{w} field 'episode_index'"): (w, e) for w, e in episodes}
+    if index not in found:
         raise EpisodeError(
-            f"LeRobot dataset {where(root)} has no episode {index}; it has episodes {_span(found)}"
+            f"LeRobot dataset {where(root)} has no episode {index}; it has episodes {_span(sorted(found))}"
         )
-    chunk = index // int(info.get("chunks_size", 1000))
-    data = root / _require(info, "data_path", root / INFO).format(episode_chunk=chunk, episode_index=index)
+    w, row = found[index]
+    what = f"LeRobot {where(root / INFO)} field 'chunks_size'"
+    size = _int(info.get("chunks_size", 1000), what)
+    if size <= 0:
+        raise EpisodeError(f"{what}: expected an integer > 0, found {size}")
+    chunk = index // size
+    data = _path(root, info, "data_path", {"episode_chunk": chunk, "episode_index": index})
     video = None
     if info["features"][camera].get("dtype") == "video":
-        template = _require(info, "video_path", root / INFO)
-        video = root / template.format(episode_chunk=chunk, video_key=camera, episode_index=index)
+        values = {"episode_chunk": chunk, "video_key": camera, "episode_index": index}
+        video = _path(root, info, "video_path", values)
     tasks_file = root / "meta" / "tasks.jsonl"
-    tasks = (
-        {int(t["task_index"]): str(t["task"]) for t in _read_jsonl(tasks_file)}
-        if tasks_file.is_file()
-        else {}
-    )
-    return _Located(data, video, 0.0, [str(t) for t in row.get("tasks", [])], tasks)
+    tasks = {}
+    if tasks_file.is_file():
+        for tw, t in _read_jsonl(tasks_file):
+            name = t.get("task")
+            if not isinstance(name, str):
+                raise EpisodeError(f"{tw} field 'task': expected a string, found {name!r}")
+            tasks[_int(t.get("task_index"), f"{tw} field 'task_index'")] = name
+    return _Located(data, video, 0.0, _strings(row.get("tasks", []), f"{w} field 'tasks'"), tasks)
 
 
 def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Located:
@@ -182,8 +264,13 @@ def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Lo
     wanted = ["episode_index", "tasks", "data/chunk_index", "data/file_index"]
     wanted += [key + k for k in ("chunk_index", "file_index", "from_timestamp")]
     episodes = pd.concat([_read_parquet(f, wanted) for f in files], ignore_index=True)
+    what = f"LeRobot dataset {where(root)} episode metadata"
     if "episode_index" not in episodes:
-        raise EpisodeError(f"LeRobot dataset {where(root)} episode metadata has no 'episode_index' column")
+        raise EpisodeError(f"{what} has no 'episode_index' column")
+    if not pd.api.types.is_integer_dtype(episodes["episode_index"]):
+        raise EpisodeError(
+            f"{what} column 'episode_index': expected integers, found dtype {episodes['episode_index'].dtype}"
+        )
     match = episodes[episodes["episode_index"] == index]
     if match.empty:
         raise EpisodeError(
@@ -194,34 +281,47 @@ def _locate_v3(root: Path, info: dict[str, Any], index: int, camera: str) -> _Lo
 
     def col(key: str) -> Any:
         if key not in row:
-            raise EpisodeError(f"LeRobot dataset {where(root)} episode metadata has no {key!r} column")
+            raise EpisodeError(f"{what} has no {key!r} column")
         return row[key]
 
-    data = root / _require(info, "data_path", root / INFO).format(
-        chunk_index=int(col("data/chunk_index")), file_index=int(col("data/file_index"))
+    def cell(key: str) -> str:
+        return f"{what} column {key!r} of episode {index}"
+
+    data = _path(
+        root,
+        info,
+        "data_path",
+        {
+            "chunk_index": _int(col("data/chunk_index"), cell("data/chunk_index")),
+            "file_index": _int(col("data/file_index"), cell("data/file_index")),
+        },
     )
     video, start = None, 0.0
     if info["features"][camera].get("dtype") == "video":
-        video = root / _require(info, "video_path", root / INFO).format(
-            video_key=camera,
-            chunk_index=int(col(key + "chunk_index")),
-            file_index=int(col(key + "file_index")),
-        )
-        start = float(col(key + "from_timestamp"))
+        values = {
+            "video_key": camera,
+            "chunk_index": _int(col(key + "chunk_index"), cell(key + "chunk_index")),
+            "file_index": _int(col(key + "file_index"), cell(key + "file_index")),
+        }
+        video = _path(root, info, "video_path", values)
+        start = _seconds(col(key + "from_timestamp"), cell(key + "from_timestamp"))
     tasks_file = root / "meta" / "tasks.parquet"
     tasks: dict[int, str] = {}
     if tasks_file.is_file():
         t = _read_parquet(tasks_file)
+        if "task_index" not in t:
+            raise EpisodeError(f"LeRobot file {where(tasks_file)} has no 'task_index' column")
         names = t["task"] if "task" in t else pd.Series(t.index, index=t.index)
-        tasks = dict(zip(t["task_index"].astype(int), names.astype(str), strict=True))
+        for i, name in zip(t["task_index"], names, strict=True):
+            tasks[_int(i, f"LeRobot file {where(tasks_file)} column 'task_index'")] = str(name)
     listed = row["tasks"] if "tasks" in row and row["tasks"] is not None else []
-    return _Located(data, video, start, [str(x) for x in listed], tasks)
+    return _Located(data, video, start, _strings(listed, cell("tasks")), tasks)
 
 
 def _span(indices: list[int]) -> str:
     if not indices:
         return "none"
-    if indices == list(range(indices[0], indices[-1] + 1)):
+    if len(set(indices)) == len(indices) == indices[-1] - indices[0] + 1:  # never builds the range
         return f"{indices[0]}..{indices[-1]}"
     return ", ".join(map(str, indices))
 
@@ -249,13 +349,27 @@ def _frames_from_video(video: Path, times: np.ndarray, fps: float, limits: LoadL
     return frames[nearest]
 
 
+def _timestamps(df: pd.DataFrame, data: Path) -> np.ndarray:
+    """(T,) float64 seconds from the data file's `timestamp` column."""
+    what = f"LeRobot file {where(data)} column 'timestamp'"
+    try:
+        seconds = df["timestamp"].to_numpy(np.float64)
+    except (TypeError, ValueError) as e:
+        raise EpisodeError(f"{what}: expected numbers of seconds, found {e}") from None
+    if not np.isfinite(seconds).all():
+        raise EpisodeError(f"{what}: expected finite seconds, found NaN or inf")
+    return seconds
+
+
 def _frames_from_images(df: pd.DataFrame, camera: str, root: Path, limits: LoadLimits) -> np.ndarray:
+    if camera not in df:
+        raise EpisodeError(f"LeRobot dataset {where(root)} data has no column for image feature {camera!r}")
     out = []
     for i, cell in enumerate(df[camera]):
         data = cell.get("bytes") if isinstance(cell, dict) else None
-        if not data:
+        if not isinstance(data, bytes) or not data:
             raise EpisodeError(f"LeRobot dataset {where(root)} image {camera!r} row {i} holds no image bytes")
-        out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}"))
+        out.append(decode_image(data, f"LeRobot dataset {where(root)} image {camera!r} row {i}", limits))
         check_decoded(len(df) * out[0].nbytes, limits, f"LeRobot dataset {where(root)} images {camera!r}")
     if len({f.shape for f in out}) > 1:
         raise EpisodeError(f"LeRobot dataset {where(root)} images {camera!r} have mixed sizes")
@@ -274,8 +388,15 @@ def load_lerobot_episode(
     info = read_json(info_path)
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
         raise EpisodeError(f"LeRobot {where(info_path)} has no 'features' object")
-    version = str(_require(info, "codebase_version", info_path))
-    fps = float(_require(info, "fps", info_path))
+    version = _require(info, "codebase_version", info_path)
+    if not isinstance(version, str):
+        raise EpisodeError(
+            f"LeRobot {where(info_path)} field 'codebase_version': expected a string, found {version!r}"
+        )
+    fps = _require(info, "fps", info_path)
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not (math.isfinite(fps) and fps > 0):
+        raise EpisodeError(f"LeRobot {where(info_path)} field 'fps': expected a number > 0, found {fps!r}")
+    fps = float(fps)
     cams = cameras(info)
     if not cams:
         raise EpisodeError(
@@ -295,8 +416,8 @@ def load_lerobot_episode(
             f"LeRobot {where(info_path)} codebase_version {version!r}: expected v2.0, v2.1 or v3.0"
         )
     for f in (loc.data, loc.video):
-        if f is not None and not f.is_file():
-            raise EpisodeError(f"LeRobot file {where(f)} does not exist")
+        if f is not None:
+            check_regular(f, "LeRobot file")
     check_size([f for f in (loc.data, loc.video) if f is not None], limits, path)
     depth_key = depth_feature(info, camera, path)
     columns = ["episode_index", "frame_index", "timestamp", "task_index", "action", camera]
@@ -312,7 +433,7 @@ def load_lerobot_episode(
     if "frame_index" in df:
         df = df.sort_values("frame_index")
     if loc.video is not None:
-        rel = df["timestamp"].to_numpy(np.float64) if "timestamp" in df else np.arange(len(df)) / fps
+        rel = _timestamps(df, loc.data) if "timestamp" in df else np.arange(len(df)) / fps
         frames = _frames_from_video(loc.video, loc.start_s + rel, fps, limits)
     else:
         frames = _frames_from_images(df, camera, path, limits)
@@ -340,15 +461,25 @@ def load_lerobot_episode(
             metadata["lerobot"]["action_dim"] = int(a.shape[1])
     instruction = ""
     if "task_index" in df and loc.tasks:
-        instruction = loc.tasks.get(int(df["task_index"].iloc[0]), "")
+        task = _int(df["task_index"].iloc[0], f"LeRobot file {where(loc.data)} column 'task_index'")
+        instruction = loc.tasks.get(task, "")
     if not instruction and loc.listed_tasks:
         instruction = loc.listed_tasks[0]
     depth = None
     if depth_key is not None and depth_key[0] in df:
         key, scale = depth_key
-        check_decoded(len(df) * frames[0].shape[0] * frames[0].shape[1] * 4, limits, f"LeRobot dataset {where(path)} depth {key!r}")
+        check_decoded(
+            len(df) * frames[0].shape[0] * frames[0].shape[1] * 4,
+            limits,
+            f"LeRobot dataset {where(path)} depth {key!r}",
+        )
         depth = np.stack(
-            [decode_depth_png(c, f"LeRobot file {where(loc.data)} column {key!r} row {i}") for i, c in enumerate(df[key])]
+            [
+                decode_depth_png(
+                    c, f"LeRobot file {where(loc.data)} column {key!r} row {i}", frames.shape[1:3], limits
+                )
+                for i, c in enumerate(df[key])
+            ]
         ) * np.float32(scale)
     fields = {
         "instruction": instruction,

@@ -9,17 +9,21 @@ renamed into place, so a crash never leaves a half-written episode. Loaded with 
 from __future__ import annotations
 
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stvla_core.episodes.episode import Episode, EpisodeError
-from stvla_core.episodes.formats.io import atomic_target, build_episode
+from stvla_core.episodes.formats.io import atomic_target, build_episode, where
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
     check_decoded,
+    check_frame_size,
     register_format,
     register_save_suffixes,
 )
@@ -52,37 +56,119 @@ def save_npz(episode: Episode, path: Path) -> None:
 
 
 def load_npz(path: Path, limits: LoadLimits) -> Episode:
+    """Checks, in order, before decompressing anything large: the `format` tag and version, then
+    the array headers against the limits; then reads the arrays and validates `meta`."""
+    what = where(path)
+    entry = None  # the entry being read, named in the error when a read fails
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise EpisodeError(f"{what} is a single .npy array, not an episode (no format '{FORMAT}')")
+        with loaded as z:
             names = set(z.files)
+            entry = "format"
             if "format" not in names or str(z["format"]) != FORMAT:
-                raise EpisodeError(f"{str(path)!r} is an .npz file but not an episode (no format '{FORMAT}')")
-            version = int(z["format_version"])
+                raise EpisodeError(f"{what} is an .npz file but not an episode (no format '{FORMAT}')")
+            entry = "format_version"
+            version = _integer(z, entry, what)
             if version > VERSION:
                 raise EpisodeError(
-                    f"{str(path)!r} has episode format version {version}; this tool reads up to {VERSION}"
+                    f"{what} has episode format version {version}; this tool reads up to {VERSION}"
                 )
-            headers = {k: _header(z, k) for k in ARRAYS if k in names}
-            if "frames" in headers and headers["frames"][0][:1] > (limits.max_frames,):
-                raise EpisodeError(
-                    f"{str(path)!r} holds {headers['frames'][0][0]} frames, over the limit of {limits.max_frames}"
-                )
-            nbytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values())
-            check_decoded(nbytes, limits, repr(str(path)))
-            arrays = {k: z[k] for k in ARRAYS if k in names}
-            meta = json.loads(str(z["meta"]))
+            headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+            for entry in (k for k in ARRAYS if k in names):
+                headers[entry] = _header(z, entry)
+            _check_headers(headers, limits, what)
+            arrays: dict[str, np.ndarray] = {}
+            for entry in headers:
+                arrays[entry] = z[entry]
+            entry = "meta"
+            meta = _meta(z, what)
     except EpisodeError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
-        raise EpisodeError(
-            f"{str(path)!r} is not a readable episode file (corrupt or truncated): {e}"
-        ) from None
-    if "frames" not in arrays:
-        raise EpisodeError(f"{str(path)!r} has no frames")
-    if not isinstance(meta, dict) or not set(meta) <= set(META):
-        raise EpisodeError(f"{str(path)!r} entry 'meta': expected a JSON object with keys {', '.join(META)}")
-    meta["segmentation_names"] = {int(k): v for k, v in meta.get("segmentation_names", {}).items()}
+    # NotImplementedError: zipfile's answer to an unknown compression method
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        NotImplementedError,
+    ) as e:
+        at = f" entry {entry!r}" if entry else ""
+        raise EpisodeError(f"{what}{at} is not readable (corrupt or truncated): {e}") from None
     return build_episode(arrays.pop("frames"), {**arrays, **meta}, path)
+
+
+def _integer(z: np.lib.npyio.NpzFile, name: str, what: str) -> int:
+    value = z[name]
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
+        raise EpisodeError(
+            f"{what} entry {name!r}: expected an integer, found shape {value.shape} dtype {value.dtype}"
+        )
+    return int(value)
+
+
+def _check_headers(
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]], limits: LoadLimits, what: str
+) -> None:
+    if "frames" not in headers:
+        raise EpisodeError(f"{what} has no frames")
+    shape, dtype = headers["frames"]
+    if len(shape) != 4 or shape[3] != 3 or dtype != np.uint8:
+        raise EpisodeError(
+            f"{what} entry 'frames': expected (T, H, W, 3) uint8 RGB, found shape {shape} dtype {dtype}"
+        )
+    if shape[0] > limits.max_frames:
+        raise EpisodeError(f"{what} holds {shape[0]} frames, over the limit of {limits.max_frames}")
+    check_frame_size(shape[1], shape[2], limits, what)
+    nbytes = sum(math.prod(s) * d.itemsize for s, d in headers.values())
+    check_decoded(nbytes, limits, what)
+
+
+def _meta(z: np.lib.npyio.NpzFile, what: str) -> dict[str, Any]:
+    """Episode keyword arguments from the JSON entry `meta`; the Episode checks their types, here
+    only what the JSON form adds: known keys, and segmentation ids written as strings."""
+    if "meta" not in z.files:
+        raise EpisodeError(f"{what} has no 'meta' entry (the episode's instruction, fps, names)")
+    raw = z["meta"]
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise EpisodeError(
+            f"{what} entry 'meta': expected a JSON string, found shape {raw.shape} dtype {raw.dtype}"
+        )
+    try:
+        meta = json.loads(str(raw))
+    except ValueError as e:
+        raise EpisodeError(f"{what} entry 'meta' is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise EpisodeError(f"{what} entry 'meta': expected a JSON object, found {type(meta).__name__}")
+    unknown = sorted(set(meta) - set(META))
+    if unknown:
+        raise EpisodeError(
+            f"{what} entry 'meta': unknown keys {', '.join(map(repr, unknown))}; expected some of {', '.join(META)}"
+        )
+    names = meta.get("segmentation_names", {})
+    if not isinstance(names, dict):
+        raise EpisodeError(
+            f"{what} entry 'meta' field 'segmentation_names': expected an object of id -> name, "
+            f"found {type(names).__name__}"
+        )
+    bad = [k for k in names if not _is_int(k)]
+    if bad:
+        raise EpisodeError(
+            f"{what} entry 'meta' field 'segmentation_names': expected integer ids as keys, found {bad[0]!r}"
+        )
+    meta["segmentation_names"] = {int(k): v for k, v in names.items()}
+    return meta
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _header(z: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], np.dtype]:

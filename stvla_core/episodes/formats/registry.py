@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,16 @@ class LoadLimits:
 
     max_bytes: bytes of the files read; max_frames: frames of the episode; max_decoded_bytes:
     bytes of the decoded arrays (frames are (T, H, W, 3) uint8, so a short 4K video that passes
-    the other two limits can still need tens of GiB)."""
+    the other two limits can still need tens of GiB); max_side: pixels of a frame's height and of
+    its width (every step of the trace pipeline works on whole frames, so two 10000x10000 frames
+    cost minutes per step although they fit the byte limits). Larger frames are refused, not
+    downscaled: a resize would have to rescale intrinsics, ground-truth points and segmentation
+    too, and the user would be judging a policy on pictures it never saw."""
 
     max_bytes: int = 2 * 1024**3
     max_frames: int = 10_000
     max_decoded_bytes: int = 4 * 1024**3
+    max_side: int = 4096
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,40 @@ def _get(name: str) -> EpisodeFormat:
     return EPISODE_FORMATS.create(name)
 
 
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def check_regular(path: Path, what: str, folder_ok: bool = False) -> None:
+    """Refuse `path` unless it is a regular file (or, with folder_ok, a folder), from its stat
+    and before anything opens it: reading a named pipe blocks forever, a device never ends."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise EpisodeError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as e:
+        raise EpisodeError(f"{what} {str(path)!r} cannot be read: {e.strerror or e}") from None
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return
+    found = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    expected = "a regular file or a folder" if folder_ok else "a regular file"
+    raise EpisodeError(f"{what} {str(path)!r}: expected {expected}, found {found}")
+
+
+def check_frame_size(height: int, width: int, limits: LoadLimits, what: str) -> None:
+    """Refuse frames larger than `limits.max_side` per side, from the size a file's header
+    declares, before any pixel is decoded."""
+    if height > limits.max_side or width > limits.max_side:
+        raise EpisodeError(
+            f"{what} has {width}x{height} frames, over the limit of {limits.max_side} px per side"
+        )
+
+
 def check_size(files: list[Path], limits: LoadLimits, what: Path) -> None:
     """Refuse `what` when the files it would read are empty or together over the byte limit.
     Folder formats call this with the files they read: a LeRobot dataset may be far larger than
@@ -78,8 +118,7 @@ def check_decoded(nbytes: int, limits: LoadLimits, what: str) -> None:
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     p = Path(path)
-    if not p.exists():
-        raise EpisodeError(f"episode file {str(p)!r} does not exist")
+    check_regular(p, "episode file", folder_ok=True)
     for name in _ORDER:
         if EPISODE_FORMATS.create(name).detect(p):
             return name
@@ -99,10 +138,9 @@ def load_episode(
     `episode_index=` (default 0) and `camera=` (a feature key, default the first camera)."""
     p = Path(path)
     limits = limits or LoadLimits()
+    check_regular(p, "episode file", folder_ok=True)
     name = format or detect_format(p)
     fmt = _get(name)
-    if not p.exists():
-        raise EpisodeError(f"episode file {str(p)!r} does not exist")
     if p.is_file():
         check_size([p], limits, p)
     try:

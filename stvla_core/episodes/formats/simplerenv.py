@@ -42,7 +42,8 @@ ENV_INSTRUCTIONS = {
 }
 
 _NAME = re.compile(
-    r"^(success|failure)_obj_(?:episode_(?P<episode>-?\d+)|(?P<x>-?[\d.]+)_(?P<y>-?[\d.]+))(?P<rest>.*)$"
+    r"^(success|failure)_obj_(?:episode_(?P<episode>-?\d+)|(?P<x>-?\d+(?:\.\d+)?)_(?P<y>-?\d+(?:\.\d+)?))"
+    r"(?P<rest>.*)$"
 )
 _STAT = re.compile(r"_([a-z][a-z0-9_]*?)_(True|False|-?\d+(?:\.\d+)?)(?=_[a-z]|$)")
 

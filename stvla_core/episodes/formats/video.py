@@ -24,6 +24,7 @@ from stvla_core.episodes.formats.io import (
 from stvla_core.episodes.formats.registry import (
     EpisodeFormat,
     LoadLimits,
+    check_regular,
     register_format,
     register_save_suffixes,
 )
@@ -35,8 +36,8 @@ DEFAULT_FPS = 10.0
 def load_video_episode(path: Path, limits: LoadLimits, sidecar: str | Path | None = None) -> Episode:
     """sidecar: a JSON file to use instead of the one beside the video."""
     side = Path(sidecar) if sidecar is not None else sidecar_path(path)
-    if sidecar is not None and not side.is_file():
-        raise EpisodeError(f"sidecar {where(side)} does not exist")
+    if sidecar is not None:
+        check_regular(side, "sidecar")
     data: dict[str, Any] = read_json(side) if side.is_file() else {}
     fields = sidecar_fields(data, side)
     frames, _, fps = decode_video(path, limits)
