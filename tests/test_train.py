@@ -1,0 +1,211 @@
+"""Full training of ST-VLA-S: grid fitting, the LeRobot writer + training pack round trip, the
+training loop on the CPU (loss falls on a fixed batch), checkpoint resume, pooled Ego3D depth,
+sharded weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stvla_core.data.lerobot_writer import LeRobotWriter
+from stvla_core.episodes import load_episode
+from stvla_core.model.action_tokenizer import ActionStatistics
+from stvla_core.model.configuration_spatialvla import stvla_s_config
+from stvla_core.model.ego3d import backproject_patches, pool_depth
+from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
+from stvla_core.train.config import TrainConfig
+from stvla_core.train.grid import action_statistics, fit_grid, gaussian_params
+from stvla_core.train.pack import PackConfig, load_pack, prepare_pack
+from stvla_core.train.trainer import chunk_indices, complete_checkpoints, lr_at, train
+from tests.conftest import translating_episode
+
+TASKS = ("slide the texture right", "slide the texture down")
+
+
+def _episodes() -> list:
+    out = []
+    for i in range(4):
+        right = i % 2 == 0
+        ep = translating_episode(t=8 + i, h=224, w=224, dx=2.0 if right else 0.0, dy=0.0 if right else 2.0, name=f"e{i}")
+        ep.instruction = TASKS[i % 2]
+        a = np.zeros((ep.num_frames, 7), np.float32)
+        a[:, 0 if right else 1] = 0.01 + 0.001 * np.arange(ep.num_frames)
+        a[:, 5] = 0.05 * (i - 1.5)
+        a[:, 6] = np.arange(ep.num_frames) < 5
+        ep.actions = a
+        ep.intrinsics = np.array([[200.0, 0, 111.5], [0, 200.0, 111.5], [0, 0, 1]], np.float32)
+        ep.metadata = {"seed": i, "env_id": "Synthetic"}
+        out.append(ep)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ds") / "synthetic"
+    writer = LeRobotWriter(root, "cam", fps=10, size=224, crf=10)
+    eps = _episodes()
+    for shard, pair in enumerate((eps[:2], eps[2:])):
+        writer.write_shard(shard, [(ep, np.zeros((ep.num_frames, 3), np.float32)) for ep in pair])
+    writer.finish([0, 1], ["a", "b", "c"], {"stvla": {"note": "test"}})
+    return root
+
+
+@pytest.fixture(scope="module")
+def pack(dataset: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pack") / "pack"
+    return prepare_pack(PackConfig(str(dataset), str(out), modes=["none", "raw", "C"], val_fraction=0.5, workers=1))
+
+
+# -- grid fitting ------------------------------------------------------------------------------
+def test_statistics_quantiles_and_constant_dimensions() -> None:
+    a = np.zeros((101, 7))
+    a[:, 0] = np.linspace(-1, 1, 101)  # q01 = -0.98, q99 = 0.98
+    a[:, 6] = np.arange(101) % 2
+    s = action_statistics(a)["action"]
+    assert s["q01"][0] == pytest.approx(-0.98) and s["q99"][0] == pytest.approx(0.98)
+    # dimensions that never vary are left as they are (roll/pitch of a yaw-only expert), the
+    # gripper is never normalised
+    assert s["mask"] == [True, False, False, False, False, False, False]
+    stats = ActionStatistics.from_dict(s)
+    assert stats.normalize(np.array([0.98, 0, 0, 0, 0, 0, 1.0])).tolist() == pytest.approx([1, 0, 0, 0, 0, 0, 1])
+
+
+def test_gaussian_params_hand_computed() -> None:
+    n = np.zeros((4, 7))
+    n[:, 2] = [1.0, 1.0, 0.5, 0.5]  # straight up: theta 0, phi 0, r = z
+    n[:, 5] = [-0.2, 0.2, -0.2, 0.2]
+    gs = gaussian_params(n, min_sigma=0.05)
+    assert gs["theta"] == {"mu": 0.0, "sigma": 0.05}
+    assert gs["r"]["mu"] == pytest.approx(0.75) and gs["r"]["sigma"] == pytest.approx(0.25)
+    assert gs["yaw"]["mu"] == pytest.approx(0.0) and gs["yaw"]["sigma"] == pytest.approx(0.2)
+    assert gs["roll"]["sigma"] == 0.05  # constant: the floor
+
+
+def test_fitted_grid_round_trips_dataset_actions() -> None:
+    rng = np.random.default_rng(0)
+    a = np.zeros((2000, 7))
+    a[:, :3] = rng.normal(0, 0.01, (2000, 3))
+    a[:, 5] = rng.normal(0, 0.05, 2000)
+    a[:, 6] = rng.random(2000) > 0.5
+    stats, _, grid = fit_grid(a)
+    from stvla_core.model.action_tokenizer import SpatialActionTokenizer
+
+    tok = SpatialActionTokenizer(grid, 1000)
+    st = ActionStatistics.from_dict(stats)
+    back = st.unnormalize(tok.decode(tok.encode(st.normalize(a))))
+    inside = (np.abs(a[:, :3]) < 0.02).all(1)
+    # adaptive bins: the typical action comes back within a fraction of its size
+    assert np.median(np.abs(back - a)[inside][:, :3]) < 0.002
+    assert (back[:, 6] == a[:, 6]).all()
+    assert grid.vocab_size == 8194
+
+
+# -- dataset + pack ---------------------------------------------------------------------------
+def test_lerobot_dataset_reads_back_every_episode(dataset: Path) -> None:
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 4
+    assert info["features"]["observation.depth.cam"]["info"]["depth"] is True
+    for i, ep in enumerate(_episodes()):
+        got = load_episode(dataset, episode_index=i)
+        assert got.num_frames == ep.num_frames and got.instruction == ep.instruction
+        # depth is lossless to the millimetre, actions exact, RGB close (H.264 at crf 10)
+        assert np.abs(got.depth - ep.depth).max() <= 0.0005 + 1e-6
+        assert np.array_equal(got.actions, ep.actions)
+        assert np.abs(got.frames.astype(int) - ep.frames).mean() < 3
+        assert np.allclose(got.intrinsics, ep.intrinsics)
+
+
+def test_pack_holds_pooled_traced_depth(pack: Path, dataset: Path) -> None:
+    p = load_pack(pack, ["none", "raw", "C"], workers=1)
+    eps = _episodes()
+    assert len(p.actions) == sum(e.num_frames for e in eps) and p.depth["C"].shape[1:] == (32, 32)
+    assert not p.depth["none"].any()
+    # raw: the 7x7 means of the episode's depth ramp, to the pack's 0.1 mm
+    ep = load_episode(dataset, episode_index=1)
+    want = pool_depth(torch.from_numpy(ep.depth[3])[None, None], 224, 14, 2)[0, 0].numpy()
+    row = np.flatnonzero((p.episode == 1) & (p.frame == 3))[0]
+    assert np.abs(p.depth["raw"][row] - want).max() <= 5e-5 + 1e-6
+    assert np.abs(p.depth["C"] - p.depth["raw"]).max() > 0  # traces changed some sub-patches
+    # held out: the last half of each task's episodes (tasks alternate 0, 1, 0, 1)
+    assert [e["split"] for e in p.meta["episodes"]] == ["train", "train", "val", "val"]
+    assert set(p.split("val")) == set(np.flatnonzero(np.isin(p.episode, [2, 3])))
+
+
+def test_chunk_indices_repeat_each_episode_end() -> None:
+    ep = np.array([0, 0, 0, 1, 1])
+    assert chunk_indices(ep, 3).tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
+
+
+def test_pooled_depth_gives_the_same_ego3d_points() -> None:
+    rng = np.random.default_rng(1)
+    d = torch.from_numpy(rng.uniform(0.3, 2, (2, 1, 224, 224)).astype(np.float32))
+    k = torch.tensor([[200.0, 0, 111.5], [0, 210.0, 110.0], [0, 0, 1]]).expand(2, 3, 3)
+    full = backproject_patches(d, k, 14, 2)
+    pooled = backproject_patches(pool_depth(d, 224, 14, 2), k, 14, 2, image_size=224)
+    assert torch.allclose(full, pooled)
+    with pytest.raises(ValueError, match="pooled to 32x32"):
+        backproject_patches(d[..., :30, :30], k, 14, 2, image_size=224)
+
+
+def test_sharded_weights_round_trip(tmp_path: Path) -> None:
+    model = SpatialVLAForConditionalGeneration.build(stvla_s_config(32, 2, 2), seed=3)
+    model.save_pretrained(tmp_path, torch.bfloat16, max_shard_bytes=600_000)
+    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 2 and all(f.stat().st_size < 620_000 for f in shards)  # + header
+    back = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path, "cpu", torch.float32)
+    for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a.to(torch.bfloat16).float(), b), k
+
+
+# -- training ---------------------------------------------------------------------------------
+def _config(pack: Path, run: Path, **kw) -> TrainConfig:
+    base = dict(
+        pack=str(pack), run_dir=str(run), hidden=32, layers=2, heads=2, steps=12, batch_size=8, learning_rate=2e-3,
+        warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6, val_samples=16, decode_workers=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    c = TrainConfig(steps=110, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1)
+    assert lr_at(c, 0) == pytest.approx(0.1) and lr_at(c, 9) == pytest.approx(1.0)
+    assert lr_at(c, 60) == pytest.approx(0.55) and lr_at(c, 110) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
+    # one fixed batch (batch_size >= train frames): the loss must fall
+    summary = train(_config(pack, tmp_path / "a", batch_size=64), progress=lambda m: None)
+    assert summary["last_loss"] < 0.7 * summary["first_loss"]
+    assert summary["final_eval"]["val_action_l1"] >= 0 and "baseline_mean_action_l1" in summary["final_eval"]
+    model_dir = tmp_path / "a" / "model"
+    assert (model_dir / "processor_config.json").is_file() and (model_dir / "config.json").is_file()
+    from stvla_core.policy import Policy
+
+    policy = Policy.from_pretrained(model_dir)
+    assert policy.processor.action_tokenizer.grid.vocab_size == 8194
+    policy.reset(TASKS[0], np.array([[200.0, 0, 111.5], [0, 200.0, 111.5], [0, 0, 1]], np.float32))
+    ep = _episodes()[0]
+    action = policy.step(ep.frames[0], ep.depth[0])
+    assert action.shape == (7,) and np.isfinite(action).all()
+
+    # 6 steps, then resumed to 12: the same weights as 12 straight steps
+    train(_config(pack, tmp_path / "b", steps=6), progress=lambda m: None)
+    assert [c.name for c in complete_checkpoints(tmp_path / "b")] == ["step_000006"]
+    resumed = train(_config(pack, tmp_path / "b"), progress=lambda m: None)
+    straight = train(_config(pack, tmp_path / "c"), progress=lambda m: None)
+    assert resumed["resumed_from"] == 6
+    a = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "b" / "checkpoints" / "step_000012", "cpu")
+    b = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "c" / "checkpoints" / "step_000012", "cpu")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5), k
+    rows = [json.loads(r) for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(replace(_config(pack, tmp_path / "b"), learning_rate=1e-2), progress=lambda m: None)
