@@ -204,6 +204,7 @@ def test_store_survives_an_app_restart_after_kill_9(tmp_path):
     app.kill()  # ... and so does the app, before it could notice
     app.wait()
     app.stdout.close()
+    wait_until(lambda: not process_alive(running.pid, running.pid_start), what="the killed worker to end")
 
     restarted = JobManager(root)
     job = restarted.get(job_id)

@@ -20,7 +20,7 @@ import time
 from stvla_core.jobs.kinds import JOB_KINDS, JobConfigError
 from stvla_core.jobs.manager import JobManager
 from stvla_core.jobs.runner import RunnerUnavailableError
-from stvla_core.jobs.store import QUEUED, RUNNING, JobNotFoundError
+from stvla_core.jobs.store import QUEUED, RUNNING, JobNotFoundError, JobStoreVersionError
 from stvla_core.registry import UnknownNameError
 
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         m = JobManager(args.store, max_concurrent=args.max_concurrent)
+        for warning in m.store.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         for job in m.recovered:
             print(f"recovered: {job.id} marked failed ({job.error})", file=sys.stderr)
         if args.command == "submit":
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         JobNotFoundError,
         UnknownNameError,
         RunnerUnavailableError,
+        JobStoreVersionError,
         json.JSONDecodeError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,6 +3,8 @@ and recovery of jobs left running by an earlier app process."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from stvla_core.jobs.kinds import get_kind
 from stvla_core.jobs.runner import RUNNERS, JobRunner
 from stvla_core.jobs.store import CANCELLED, QUEUED, RUNNING, Job, JobStore, append_log
 
+log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["id", "kind", "state", "progress", "message", "runner", "created", "seconds", "error"]
 
 
@@ -146,7 +149,14 @@ class JobManager:
 
         def loop() -> None:
             while not self._stop.wait(interval):
-                self.poll()
+                try:
+                    self.poll()
+                except sqlite3.DatabaseError as e:  # damaged since it was opened: check, repair
+                    log.warning("job store: %s; checking the index", e)
+                    for warning in self.store.verify():
+                        log.warning("job store: %s", warning)
+                except Exception:  # the loop must outlive one bad poll
+                    log.exception("job store: poll failed")
 
         self._thread = threading.Thread(target=loop, name="stvla-jobs", daemon=True)
         self._thread.start()
