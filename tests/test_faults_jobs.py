@@ -6,21 +6,24 @@
 - An index that lost rows (emptied, truncated to nothing, deleted, even under a running job) gets
   them back from the folders.
 - An index of a newer schema is refused with the version that wrote it and left untouched.
+- Cancel is carried out by the owner of the worker: from the command line, a job deaf to SIGTERM
+  is still killed after the command has exited; the log and the final state say what happened.
 
-Real SQLite files, real worker processes and the real command line."""
+Real SQLite files, real worker processes and signals, the real command line."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_jobs import wait_progress
+from test_jobs import LONG, wait_progress, wait_until
 
 from stvla_core.jobs import (
     CANCELLED,
@@ -32,6 +35,7 @@ from stvla_core.jobs import (
     JobStore,
     JobStoreVersionError,
 )
+from stvla_core.jobs.store import process_alive
 from stvla_core.jobs.worker import run_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,3 +276,98 @@ def test_an_index_of_a_newer_schema_is_refused_and_left_untouched(tmp_path):
         env=ENV,
     )
     assert (cli.returncode, cli.stdout, cli.stderr) == (2, "", f"error: {message}\n")
+
+
+# -- cancel -----------------------------------------------------------------------------------
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stvla_core.jobs", "--store", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
+
+
+def test_cancel_from_the_command_line_kills_a_job_deaf_to_sigterm_after_the_command_exited(tmp_path):
+    root = tmp_path / "jobs"
+    config = json.dumps({**LONG, "ignore_sigterm": True})
+    job_id = cli(root, "submit", "sleep", "--config", config).stdout.strip()
+    running = wait_progress(JobStore(root), job_id)
+    out = cli(root, "cancel", job_id, "--grace-s", "0.5", "--no-wait")
+    assert (out.returncode, out.stdout) == (0, "running (cancelling: the worker stops it)\n")
+    # No manager runs from here on: the worker's own watcher ends the job and records it.
+    store = JobStore(root)
+    job = wait_until(lambda: (j := store.get(job_id)).done and j, timeout=20, what="the cancel")
+    assert (job.state, job.exit_code) == (CANCELLED, -9)
+    assert job.error == "cancelled by the user; the job ignored SIGTERM for 0.5 s and was killed with SIGKILL"
+    wait_until(lambda: not process_alive(running.pid, running.pid_start), what="the worker to end")
+    log = store.read_log(job_id)
+    lines = [
+        "cancel requested (SIGTERM, then SIGKILL after 0.5 s)",
+        f"sending SIGTERM to the job (pid {running.pid})",
+        "no exit 0.5 s after SIGTERM; sending SIGKILL",
+        f"job cancelled: {job.error}",
+    ]
+    assert [log.index(line) for line in lines] == sorted(log.index(line) for line in lines)
+    assert "step 100 of 100" not in log and not (job.dir / "result.json").exists()
+
+
+def test_cancel_from_the_command_line_waits_and_reports_a_sigterm_stop(tmp_path):
+    root = tmp_path / "jobs"
+    job_id = cli(root, "submit", "sleep", "--config", json.dumps(LONG)).stdout.strip()
+    wait_progress(JobStore(root), job_id)
+    out = cli(root, "cancel", job_id)
+    assert (out.returncode, out.stdout) == (0, "cancelled\ncancelled by the user\n")
+    job = JobStore(root).get(job_id)
+    assert (job.state, job.exit_code) == (CANCELLED, 143)
+    assert "sending SIGKILL" not in JobStore(root).read_log(job_id)
+
+
+def test_a_worker_too_stuck_to_act_is_killed_by_the_manager(tmp_path):
+    """A stopped worker (as one holding the GIL in native code) cannot run its watcher; the
+    manager sends SIGKILL once the grace period and the backstop have passed."""
+    m = JobManager(tmp_path / "jobs", runner_options={"local": {"grace_s": 0.3, "backstop_s": 1.0}})
+    job = m.submit("sleep", LONG)
+    running = wait_progress(m.store, job.id)
+    os.kill(running.pid, signal.SIGSTOP)
+    m.cancel(job.id)
+    job = m.wait(job.id, timeout=20)
+    assert (job.state, job.exit_code) == (CANCELLED, -9)
+    assert job.error == f"cancelled by the user; worker process (pid {running.pid}) killed by SIGKILL"
+    assert re.search(
+        rf"the worker has not stopped \d+ s after the cancel request; the job manager \(pid {os.getpid()}\) "
+        "sends SIGKILL",
+        m.log(job.id),
+    )
+    assert "sending SIGTERM" not in m.log(job.id)  # its watcher never ran
+
+
+def test_a_cancel_between_claim_and_start_ends_the_job_before_it_runs(tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    job = store.create("sleep", {"steps": 1, "seconds": 0.0})
+    assert store.claim(job.id)
+    store.request_cancel(job.id, grace_s=5.0)
+    worker = subprocess.run(
+        [sys.executable, "-m", "stvla_core.jobs.worker", job.id, "--store", str(store.root)],
+        env=ENV,
+        capture_output=True,
+        timeout=120,
+    )
+    job = store.get(job.id)
+    assert (worker.returncode, job.state, job.error) == (
+        0,
+        CANCELLED,
+        "cancelled by the user before it started",
+    )
+    assert not (job.dir / "steps.txt").exists()
+
+
+def test_a_sigterm_from_outside_is_recorded_as_such(tmp_path):
+    m = JobManager(tmp_path / "jobs")
+    job = m.submit("sleep", LONG)
+    running = wait_progress(m.store, job.id)
+    os.killpg(running.pid, signal.SIGTERM)
+    job = m.wait(job.id, timeout=20)
+    assert (job.state, job.exit_code) == (CANCELLED, 143)
+    assert job.error == "stopped by a SIGTERM from outside the job system"

@@ -68,16 +68,25 @@ class JobManager:
         self.poll()
         return self.store.get(job.id)
 
-    def cancel(self, job_id: str) -> Job:
-        """Queued jobs are dropped; running ones are stopped (SIGTERM, then SIGKILL). A finished
-        job is left as it is."""
+    def cancel(self, job_id: str, wait_s: float = 0.0) -> Job:
+        """A queued job is dropped at once. A running one gets a cancel request that the owner of
+        its worker carries out (runner.py: SIGTERM, then SIGKILL), so it completes without this
+        process; the job stays running until its worker has stopped, then ends cancelled. Waits
+        up to `wait_s` for that. A finished job is left as it is."""
         with self._lock:
             job = self.store.get(job_id)
+            if job.done:
+                return job
             if self.store.finish(job_id, CANCELLED, error="cancelled by the user", from_states=(QUEUED,)):
                 return self.store.get(job_id)
-            if self.store.finish(job_id, CANCELLED, error="cancelled by the user", from_states=(RUNNING,)):
-                self.runner(job.runner).cancel(self.store.get(job_id), self.store)
-            return self.store.get(job_id)
+            self.runner(job.runner).cancel(self.store.get(job_id), self.store)
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.poll()
+            job = self.store.get(job_id)
+            if job.done or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.05)
 
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stvla_core.jobs.files import atomic_write_json
 from stvla_core.jobs.repair import (
     CONFIG_NAME,
     JOB_FILE,
@@ -52,6 +53,7 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 
 DB_NAME = "jobs.sqlite"
 LOCK_NAME = ".jobs.lock"  # held while the index is checked or rebuilt
+CANCEL_NAME = "cancel.json"  # a cancel request, carried out by the worker's owner (worker.py)
 
 _SCHEMA_VERSION = 1
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")  # errors that mean the file itself is damaged
@@ -167,6 +169,15 @@ def process_alive(pid: int | None, start_token: int | None = None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return start_token is None or int(fields[19]) == start_token
+
+
+def read_cancel_request(folder: Path) -> dict[str, Any] | None:
+    """The job's pending cancel request ({"requested_at": UNIX s, "grace_s": s}), or None."""
+    try:
+        request = json.loads((folder / CANCEL_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return request if isinstance(request, dict) else None
 
 
 def append_log(path: Path, line: str) -> None:
@@ -351,6 +362,9 @@ class JobStore:
             raise JobStateError(f"job {job_id} has no result: state is {job.state!r}{detail}")
         return json.loads(job.result_path.read_text(encoding="utf-8"))
 
+    def cancel_request(self, job_id: str) -> dict[str, Any] | None:
+        return read_cancel_request(self.job_dir(job_id))
+
     # -- writing ----------------------------------------------------------------------------
     def _update(self, job_id: str, sql: str, args: tuple[Any, ...]) -> bool:
         """One conditional UPDATE of a job's row; when it changed the row, the folder's job.json
@@ -418,6 +432,21 @@ class JobStore:
                 (progress, message, job_id, RUNNING),
             )
 
+    def request_cancel(self, job_id: str, grace_s: float) -> None:
+        """Ask a running job's worker to stop: SIGTERM, then SIGKILL after `grace_s`. Whoever owns
+        the worker carries it out (worker.py's watcher; the manager as a backstop), so the request
+        survives the process that made it. The job stays running until its worker has stopped."""
+        atomic_write_json(
+            self.job_dir(job_id) / CANCEL_NAME, {"requested_at": time.time(), "grace_s": grace_s}
+        )
+        with self._tx() as con:
+            con.execute(
+                "UPDATE jobs SET message = 'cancelling' WHERE id = ? AND state = ?", (job_id, RUNNING)
+            )
+        append_log(
+            self.job_dir(job_id) / LOG_NAME, f"cancel requested (SIGTERM, then SIGKILL after {grace_s:g} s)"
+        )
+
     def finish(
         self,
         job_id: str,
@@ -444,23 +473,31 @@ class JobStore:
             append_log(self.job_dir(job_id) / LOG_NAME, f"job {state}{reason}")
         return moved
 
+    def finish_gone(self, job: Job, gone: str, exit_code: int | None = None) -> bool:
+        """A running job whose worker is `gone` (e.g. "worker process (pid 7) killed by SIGKILL")
+        without reporting: cancelled when a cancel was requested, else failed."""
+        if self.cancel_request(job.id) is not None:
+            state, error = CANCELLED, f"cancelled by the user; {gone}"
+        else:
+            state, error = FAILED, f"{gone} without reporting a result"
+        return self.finish(job.id, state, error=error, exit_code=exit_code, from_states=(RUNNING,))
+
     def recover(self, start_grace_s: float = 60.0) -> list[Job]:
-        """After a restart: every running job whose process is gone is marked failed, with the
-        reason in its log. Jobs whose process still runs are left running (their worker keeps
-        reporting and finishes them). Jobs of other runners (Ray) are left to their runner, and
-        jobs claimed less than `start_grace_s` ago without a pid yet to the manager starting them.
-        Returns the jobs marked failed."""
-        failed = []
+        """After a restart: every running job whose process is gone is marked failed (cancelled
+        if a cancel was pending), with the reason in its log. Jobs whose process still runs are
+        left running (their worker keeps reporting and finishes them). Jobs of other runners (Ray)
+        are left to their runner, and jobs claimed less than `start_grace_s` ago without a pid yet
+        to the manager starting them. Returns the jobs so marked."""
+        ended = []
         for job in self.list(states=(RUNNING,)):
             if job.runner != "local" or process_alive(job.pid, job.pid_start):
                 continue
             if job.pid is None and time.time() - (job.started_at or 0.0) < start_grace_s:
                 continue
             who = f"its process (pid {job.pid})" if job.pid else "it never started a process"
-            reason = f"found running after a restart, but {who} is gone without reporting a result"
-            if self.finish(job.id, FAILED, error=reason, from_states=(RUNNING,)):
-                failed.append(self.get(job.id))
-        return failed
+            if self.finish_gone(job, f"found running after a restart, but {who} is gone"):
+                ended.append(self.get(job.id))
+        return ended
 
 
 def _legacy_note(ids: list[str]) -> str:
