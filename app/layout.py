@@ -18,6 +18,7 @@ from stvla_core.tracking import TRACKERS
 
 CSS = """
 .stvla-error {background:#fde8e8;border:1px solid #e02424;color:#9b1c1c;padding:6px 10px;border-radius:6px}
+.stvla-warning {background:#fdf6e3;border:1px solid #c27803;color:#723b13;padding:6px 10px;border-radius:6px}
 .stvla-progress progress {width: 60%; vertical-align: middle}
 .stvla-tokens table {font-family: monospace; font-size: 12px; border-collapse: collapse}
 .stvla-tokens th, .stvla-tokens td {padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd}

@@ -2,14 +2,15 @@
 
 - A damaged job index (jobs.sqlite: header or pages scribbled, truncated, a folder in its place, a
   row with invalid JSON or an unknown state) is moved aside, kept, and rebuilt from the job
-  folders; the listing is what it was.
+  folders; the listing is what it was; the app starts and its Jobs tab shows the warning.
 - An index that lost rows (emptied, truncated to nothing, deleted, even under a running job) gets
   them back from the folders.
-- An index of a newer schema is refused with the version that wrote it and left untouched.
+- An index of a newer schema is refused with the version that wrote it and left untouched; the
+  app still starts, its Jobs tab says why it has no jobs, and the Inspector works.
 - Cancel is carried out by the owner of the worker: from the command line, a job deaf to SIGTERM
   is still killed after the command has exited; the log and the final state say what happened.
 
-Real SQLite files, real worker processes and signals, the real command line."""
+Real SQLite files, real worker processes and signals, the real command line and the real app."""
 
 from __future__ import annotations
 
@@ -20,15 +21,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import translating_episode
 from test_jobs import LONG, wait_progress, wait_until
 
+from stvla_core.episodes import save_episode
 from stvla_core.jobs import (
     CANCELLED,
     FAILED,
     QUEUED,
+    RUNNING,
     SUCCEEDED,
     Job,
     JobManager,
@@ -40,6 +45,7 @@ from stvla_core.jobs.worker import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+CONTROLS = (8, "lk", "episode", 5, 2)
 ASIDE = re.compile(r"^jobs\.sqlite\.damaged-\d{8}-\d{6}$")
 
 
@@ -276,6 +282,79 @@ def test_an_index_of_a_newer_schema_is_refused_and_left_untouched(tmp_path):
         env=ENV,
     )
     assert (cli.returncode, cli.stdout, cli.stderr) == (2, "", f"error: {message}\n")
+
+
+# -- the app ------------------------------------------------------------------------------------
+@pytest.fixture
+def app_ctx(tmp_path, monkeypatch):
+    """A real AppContext on one small bundled episode; its job store comes from STVLA_JOBS_DIR."""
+    from app import AppContext, AppSettings
+
+    episodes = tmp_path / "episodes"
+    episodes.mkdir()
+    save_episode(translating_episode(t=6, h=48, w=64, name="right"), episodes / "right.npz")
+    monkeypatch.setenv("STVLA_JOBS_DIR", str(tmp_path / "jobs"))
+    ctx = AppContext.create(AppSettings(episodes_dir=str(episodes)))
+    yield ctx
+    if getattr(ctx, "jobs", None) is not None:
+        ctx.jobs.stop()
+        for job in ctx.jobs.list(states=(QUEUED, RUNNING)):  # the queued job the app started
+            ctx.jobs.wait(job.id, timeout=30)
+    ctx.close()
+
+
+def component(demo, elem_id: str):
+    [found] = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id]
+    return found
+
+
+def test_the_app_starts_on_a_damaged_index_and_its_jobs_tab_shows_the_warning(app_ctx, tmp_path):
+    from app import Inspector, build_app
+
+    root = tmp_path / "jobs"
+    jobs = populate(root)
+    problem, _ = damage(root, jobs, "pages scribbled")
+    demo = build_app(app_ctx)
+    notice = component(demo, "job-store-notice").value
+    assert "The job store needed repair when the app started; no job folder was lost" in notice
+    assert f"({problem}); it was moved aside to jobs.sqlite.damaged-" in notice
+    assert set(component(demo, "jobs-table").value["data"][i][0] for i in range(5)) == {j.id for j in jobs}
+    out = Inspector(app_ctx).select_episode("bundled:right.npz", *CONTROLS)
+    assert out[1] == "" and "frame 0" in out[2]
+
+
+def test_the_app_starts_on_a_newer_index_with_jobs_off_and_the_inspector_on(app_ctx, tmp_path):
+    from app import Inspector, build_app
+
+    message, before = newer(tmp_path / "jobs")
+    demo = build_app(app_ctx)
+    unavailable = component(demo, "jobs-unavailable").value
+    assert "Jobs are unavailable: " in unavailable and "written by ST-VLA Studio 0.9.0" in unavailable
+    assert f"(job folder {tmp_path / 'jobs'}, set by STVLA_JOBS_DIR)" in unavailable
+    assert not [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "jobs-table"]
+    out = Inspector(app_ctx).select_episode("bundled:right.npz", *CONTROLS)
+    assert out[1] == "" and "frame 0" in out[2] and out[0].maximum == 5
+    assert (tmp_path / "jobs" / "jobs.sqlite").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_python_app_py_serves_on_damaged_and_on_newer_job_stores(tmp_path):
+    """The real app process: it serves the page and the Inspector's API on both stores."""
+    from app_server import running_app
+    from gradio_client import Client
+
+    damaged, future = tmp_path / "damaged", tmp_path / "future"
+    jobs = populate(damaged)
+    problem, _ = damage(damaged, jobs, "header scribbled")
+    message, _ = newer(future)
+    for root, expected in ((damaged, f"was damaged ({problem})"), (future, "written by ST-VLA Studio 0.9.0")):
+        with running_app(jobs_dir=root) as url:
+            config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+            assert expected in config
+            client = Client(url, verbose=False)
+            out = client.predict("bundled:maniskill_pick.npz", 0, *CONTROLS, api_name="/render")
+            assert out[0] == "" and "frame 0" in out[1]
+            client.close()
 
 
 # -- cancel -----------------------------------------------------------------------------------
