@@ -295,6 +295,15 @@ class FrameCache:
         run.start()
         return run
 
+    def drop_episodes(self, episode_ids: list[str]) -> None:
+        """Discard the runs of these episodes (forgotten uploads), in the background."""
+        ids = set(episode_ids)
+        with self._lock:
+            gone = [self._runs.pop(k) for k in list(self._runs) if k[0] in ids]
+        for run in gone:
+            run.stop()
+            threading.Thread(target=run.discard, daemon=True).start()
+
     def close(self) -> None:
         with self._lock:
             runs = list(self._runs.values())

@@ -1,6 +1,9 @@
 """The inspector's event handlers as plain methods (no layout here): each takes component values
 and returns component values, so tests call them directly. Every computation is stvla_core's,
-reached through the frame cache."""
+reached through the frame cache.
+
+Handlers that touch an episode take `session`, the browser session's id (app/layout.py passes
+Gradio's session hash): a session sees the bundled episodes and its own uploads only."""
 
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class AppContext:
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stvla-app-")))
 
     def __post_init__(self) -> None:
+        self.store.on_forget = self.cache.drop_episodes  # a forgotten upload's cached runs go too
         (self.work_dir / "frames").mkdir(parents=True, exist_ok=True)
         (self.work_dir / "export").mkdir(parents=True, exist_ok=True)
 
@@ -83,15 +87,16 @@ class Inspector:
     def key(self, episode_id: str, view: ViewSettings) -> tuple[Any, ...]:
         return (episode_id, view, self.ctx.backends.generation)
 
-    def run_for(self, episode_id: str, view: ViewSettings) -> EpisodeRun:
+    def run_for(self, episode_id: str, view: ViewSettings, session: str = "") -> EpisodeRun:
         """The cached run (opening it, and starting its precompute, when new). Raises when the
-        episode cannot be loaded or the tracker/depth source cannot be built."""
+        episode cannot be loaded (or is another session's upload) or the tracker/depth source
+        cannot be built."""
+        episode = self.ctx.store.get(episode_id, session)  # first: the cache is shared by sessions
         key = self.key(episode_id, view)
         run = self.ctx.cache.get(key)
         if run is not None:
             # a run paused while another episode was viewed resumes its precompute
             return run if run.finished or run.running else self.ctx.cache.open(key, lambda: run)
-        episode = self.ctx.store.get(episode_id)
         b = self.ctx.backends
         trace = b.trace_config(view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
         if view.depth == "episode" and episode.depth is None:
@@ -105,26 +110,30 @@ class Inspector:
         return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view, root))
 
     # -- handlers ---------------------------------------------------------------------------
-    def episode_choices(self) -> list[tuple[str, str]]:
-        return self.ctx.store.choices()
+    def episode_choices(self, session: str = "") -> list[tuple[str, str]]:
+        return self.ctx.store.choices(session)
 
-    def last_step(self, episode_id: str | None) -> int:
+    def last_step(self, episode_id: str | None, session: str = "") -> int:
         """The slider's maximum for an episode (1 when there is none to show)."""
         try:
-            return max(self.ctx.store.get(episode_id).num_frames - 1, 1) if episode_id else 1
+            return max(self.ctx.store.get(episode_id, session).num_frames - 1, 1) if episode_id else 1
         except Exception:
             return 1
 
-    def select_episode(self, episode_id: str | None, *controls: Any) -> tuple[Any, ...]:
+    def select_episode(self, episode_id: str | None, *controls: Any, session: str = "") -> tuple[Any, ...]:
         """A new episode: reset the slider to step 0 of its length, then render step 0."""
         if not episode_id:
             return (gr.Slider(maximum=1, value=0), *self.blank("choose or upload an episode"))
         try:
-            n = self.ctx.store.get(episode_id).num_frames
+            n = self.ctx.store.get(episode_id, session).num_frames
         except Exception as e:
             return (gr.Slider(maximum=1, value=0), *self.blank(describe(e)))
         slider = gr.Slider(minimum=0, maximum=max(n - 1, 1), value=0, step=1)
-        return (slider, *self.render(episode_id, 0, *controls))
+        return (slider, *self.render(episode_id, 0, *controls, session=session))
+
+    def end_session(self, session: str) -> None:
+        """The browser session ended: its uploads, and what was cached for them, are freed."""
+        self.ctx.store.end_session(session)
 
     def render(
         self,
@@ -136,6 +145,7 @@ class Inspector:
         max_traces: float,
         thickness: float,
         shown: str = "",
+        session: str = "",
     ) -> tuple[Any, ...]:
         """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet.
 
@@ -146,7 +156,8 @@ class Inspector:
         if not episode_id:
             return self.blank("choose or upload an episode")
         try:
-            run = self.run_for(episode_id, self.view_settings(buffer, tracker, depth, max_traces, thickness))
+            view = self.view_settings(buffer, tracker, depth, max_traces, thickness)
+            run = self.run_for(episode_id, view, session)
             t = int(np.clip(int(t), 0, len(run.steps) - 1))
             view = run.cached(t) or run.step(t)
         except Exception as e:
@@ -172,20 +183,22 @@ class Inspector:
     def blank(self, message: str) -> tuple[Any, ...]:
         return (error_box(message), "", None, None, None, None, None, None, None, None)
 
-    def plot_at(self, episode_id: str | None, t: float, *controls: Any) -> Any:
+    def plot_at(self, episode_id: str | None, t: float, *controls: Any, session: str = "") -> Any:
         """The actions chart with step t marked. Apart from `render` (chained after it) because
         the browser needs ~0.2 s to redraw seven subplots; the pictures must not wait for that."""
-        if not episode_id:
+        if not episode_id or not self.ctx.store.visible(episode_id, session):
             return None
         run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
         if run is None:
             return gr.skip()
         return with_step(run.figure(), int(np.clip(int(t), 0, len(run.steps) - 1)))
 
-    def poll(self, episode_id: str | None, t: float, seen: str, *controls: Any) -> tuple[Any, ...]:
+    def poll(
+        self, episode_id: str | None, t: float, seen: str, *controls: Any, session: str = ""
+    ) -> tuple[Any, ...]:
         """Progress of the background precompute; the chart and quality tables when it moved on.
         `seen` is this session's last reported state, so an idle poll sends nothing large."""
-        if not episode_id:
+        if not episode_id or not self.ctx.store.visible(episode_id, session):
             return ("", gr.skip(), gr.skip(), gr.skip(), seen)
         run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
         if run is None:
@@ -202,43 +215,46 @@ class Inspector:
             state,
         )
 
-    def upload(self, path: str | None) -> tuple[Any, str]:
-        """Load an uploaded episode and select it; a bad file only shows its error."""
+    def upload(self, path: str | None, session: str = "") -> tuple[Any, str]:
+        """Load an uploaded episode into this session and select it; a bad file only shows its
+        error."""
         if not path:
             return gr.skip(), ""
         try:
-            episode_id = self.ctx.store.upload(path)
+            episode_id = self.ctx.store.upload(path, session)
         except Exception as e:
             # the upload's temporary folder means nothing to the user: name the file only
             text = describe(e).replace(str(Path(path)), Path(path).name)
             return gr.skip(), error_box(f"could not load {Path(path).name!r}: {text}")
-        return gr.Dropdown(choices=self.episode_choices(), value=episode_id), ""
+        return gr.Dropdown(choices=self.episode_choices(session), value=episode_id), ""
 
     def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:
         playing = not playing
         return playing, gr.Timer(active=playing), gr.Button(value="⏸ Pause" if playing else "▶ Play")
 
-    def tick(self, episode_id: str | None, t: float) -> tuple[Any, ...]:
+    def tick(self, episode_id: str | None, t: float, session: str = "") -> tuple[Any, ...]:
         """One frame forward while playing; stops at the last frame."""
         try:
-            n = self.ctx.store.get(episode_id).num_frames if episode_id else 0
+            n = self.ctx.store.get(episode_id, session).num_frames if episode_id else 0
         except Exception:
             n = 0
         if int(t) + 1 >= n:
             return gr.skip(), False, gr.Timer(active=False), gr.Button(value="▶ Play")
         return int(t) + 1, gr.skip(), gr.skip(), gr.skip()
 
-    def export_zip(self, episode_id: str | None, *controls: Any) -> tuple[Any, str]:
-        return self._export(episode_id, controls, "traced.zip", write_episode_zip)
+    def export_zip(self, episode_id: str | None, *controls: Any, session: str = "") -> tuple[Any, str]:
+        return self._export(episode_id, controls, "traced.zip", write_episode_zip, session)
 
-    def export_csv(self, episode_id: str | None, *controls: Any) -> tuple[Any, str]:
-        return self._export(episode_id, controls, "actions.csv", write_actions_csv)
+    def export_csv(self, episode_id: str | None, *controls: Any, session: str = "") -> tuple[Any, str]:
+        return self._export(episode_id, controls, "actions.csv", write_actions_csv, session)
 
-    def _export(self, episode_id: str | None, controls: Any, suffix: str, write: Any) -> tuple[Any, str]:
+    def _export(
+        self, episode_id: str | None, controls: Any, suffix: str, write: Any, session: str
+    ) -> tuple[Any, str]:
         if not episode_id:
             return None, error_box("choose an episode to export")
         try:
-            run = self.run_for(episode_id, self.view_settings(*controls))
+            run = self.run_for(episode_id, self.view_settings(*controls), session)
             safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.episode.name)
             out = self.ctx.export_dir / f"{safe}_{suffix}"
             return str(write(run, out)), ""

@@ -3,15 +3,21 @@ cancel, open results (tables, plots, videos) and load a finished adapter into th
 
 The handlers are methods of `JobsTab`, which holds only a `JobManager` and a folder for files sent
 to the browser, so tests call them without a browser. Jobs live in `STVLA_JOBS_DIR` (default
-`<repo>/jobs`), not in the app's temporary work folder, so they outlive the app."""
+`<repo>/jobs`), not in the app's temporary work folder, so they outlive the app.
+
+What the job store repaired when it opened (a damaged index moved aside and rebuilt from the job
+folders) is shown at the top of the tab; a store this app cannot open (e.g. one written by a newer
+version) leaves the tab with that message only, and the rest of the app works as usual."""
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import re
 import shutil
+import sqlite3
 import types
 import typing
 from dataclasses import dataclass
@@ -27,7 +33,13 @@ from app.inspector import error_box
 from stvla_core.depth import DEPTH_ESTIMATORS
 from stvla_core.evaluation.closed_loop import PANDA_TASKS, TASKS
 from stvla_core.evaluation.policies import POLICIES
-from stvla_core.jobs import SUCCEEDED, JobConfigError, JobManager, JobNotFoundError
+from stvla_core.jobs import (
+    SUCCEEDED,
+    JobConfigError,
+    JobManager,
+    JobNotFoundError,
+    JobStoreVersionError,
+)
 from stvla_core.jobs.manager import TABLE_COLUMNS
 from stvla_core.registry import UnknownNameError
 from stvla_core.traces import VARIANTS
@@ -61,6 +73,17 @@ def jobs_manager(ctx: Any) -> JobManager:
         manager.start_background(REFRESH_S)
         ctx.jobs = manager
     return manager
+
+
+def store_notice(manager: JobManager) -> str:
+    """The job store's repair warnings as HTML ("" when it opened cleanly)."""
+    if not manager.store.warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in manager.store.warnings)
+    return (
+        "<div class='stvla-warning' role='status'>⚠ The job store needed repair when the app "
+        f"started; no job folder was lost:<ul>{items}</ul></div>"
+    )
 
 
 def finetune_config_class() -> type:
@@ -251,7 +274,7 @@ class JobsTab:
             before = self.jobs.get(job_id)
             if before.done:
                 return error_box(f"job {job_id} was already {before.state}; nothing to cancel"), self.table()
-            self.jobs.cancel(job_id)
+            self.jobs.cancel(job_id)  # a running job shows "cancelling" until its worker has stopped
         except JobNotFoundError as e:
             return error_box(str(e)), self.table()
         return "", self.table()
@@ -434,8 +457,15 @@ def load_adapter(ctx: Any, adapter: str) -> str:
 
 # -- layout -----------------------------------------------------------------------------------
 def build_jobs_tab(ctx: Any) -> dict[str, Any]:
-    """The tab's components and events; call inside `with gr.Tab(...)`."""
-    tab = JobsTab(jobs_manager(ctx), ctx.export_dir, ctx.settings.episodes_dir)
+    """The tab's components and events; call inside `with gr.Tab(...)`. A job store that cannot
+    be opened leaves only its message here ("unavailable")."""
+    try:
+        manager = jobs_manager(ctx)
+    except (JobStoreVersionError, OSError, sqlite3.Error) as e:
+        text = f"Jobs are unavailable: {e} (job folder {jobs_dir()}, set by {JOBS_DIR_ENV})."
+        return {"tab": None, "unavailable": gr.HTML(error_box(text), elem_id="jobs-unavailable")}
+    tab = JobsTab(manager, ctx.export_dir, ctx.settings.episodes_dir)
+    notice = gr.HTML(store_notice(manager), elem_id="job-store-notice")
     policies = POLICIES.names()
     with gr.Row():
         with gr.Column(scale=2):
@@ -505,7 +535,14 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
     cancel.click(tab.cancel, [job_id], [form_error, table])
     timer.tick(tab.tick, [job_id, shown], [table, status, log, shown, *results], show_progress="hidden")
     load.click(lambda a: load_adapter(ctx, a), [adapter], [load_msg])
-    return {"tab": tab, "table": table, "job_id": job_id, "log": log, "results": res_table}
+    return {
+        "tab": tab,
+        "notice": notice,
+        "table": table,
+        "job_id": job_id,
+        "log": log,
+        "results": res_table,
+    }
 
 
 def _finetune_inputs(tab: JobsTab) -> list[Any]:

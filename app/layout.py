@@ -4,7 +4,10 @@ app/settings_panel.py."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import gradio as gr
 
@@ -18,6 +21,7 @@ from stvla_core.tracking import TRACKERS
 
 CSS = """
 .stvla-error {background:#fde8e8;border:1px solid #e02424;color:#9b1c1c;padding:6px 10px;border-radius:6px}
+.stvla-warning {background:#fdf6e3;border:1px solid #c27803;color:#723b13;padding:6px 10px;border-radius:6px}
 .stvla-progress progress {width: 60%; vertical-align: middle}
 .stvla-tokens table {font-family: monospace; font-size: 12px; border-collapse: collapse}
 .stvla-tokens th, .stvla-tokens td {padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd}
@@ -106,9 +110,32 @@ PLAY_INTERVAL_S = 0.1
 POLL_INTERVAL_S = 1.0
 
 
+def session_id(request: gr.Request | None) -> str:
+    """The browser session's id (Gradio's session hash); a request without one gets an id of its
+    own, so it shares uploads with nobody."""
+    return (request.session_hash if request is not None else None) or f"no-session-{uuid.uuid4()}"
+
+
+def per_session(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An Inspector handler as a Gradio event function that passes the browser session's id as
+    `session=` (Gradio fills a leading `gr.Request` parameter). Named after the method, which
+    names its API endpoint."""
+
+    def handler(request: gr.Request, *args: Any) -> Any:
+        return method(*args, session=session_id(request))
+
+    handler.__name__ = handler.__qualname__ = method.__name__
+    handler.__doc__ = method.__doc__
+    return handler
+
+
 def build_app(ctx: AppContext) -> gr.Blocks:
     insp = Inspector(ctx)
     s = ctx.settings
+
+    def end_session(request: gr.Request) -> None:
+        insp.end_session(session_id(request))
+
     with gr.Blocks(title="ST-VLA Studio", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("## ST-VLA Studio · spatial traces on depth for vision-language-action policies")
         with gr.Tabs():
@@ -119,9 +146,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Jobs", id="jobs"):
                 build_jobs_tab(ctx)
         demo.load(None, None, None, js=STEPPING_JS)
-        demo.load(insp.select_episode, [c["episode"], *c["controls"]], [c["slider"], *c["step"]]).then(
-            insp.plot_at, [c["episode"], c["slider"], *c["controls"]], [c["plot"]]
-        )
+        demo.load(
+            per_session(insp.select_episode), [c["episode"], *c["controls"]], [c["slider"], *c["step"]]
+        ).then(per_session(insp.plot_at), [c["episode"], c["slider"], *c["controls"]], [c["plot"]])
+        demo.unload(end_session)  # the page was closed: its uploads are freed
     return demo
 
 
@@ -195,15 +223,16 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     poller = gr.Timer(POLL_INTERVAL_S)
 
     inputs = [episode, slider, *controls]
-    episode.change(insp.select_episode, [episode, *controls], [slider, *step], show_progress="hidden").then(
-        insp.plot_at, inputs, [plot], show_progress="hidden"
+    select, render, plot_at = (per_session(m) for m in (insp.select_episode, insp.render, insp.plot_at))
+    episode.change(select, [episode, *controls], [slider, *step], show_progress="hidden").then(
+        plot_at, inputs, [plot], show_progress="hidden"
     )
     shown = gr.Textbox("", visible=False, label="shown")  # see STEPPING_JS; "" for API callers
     progress.change(None, None, None, js=PRELOAD_JS)
     for source in (episode, *controls):
         source.change(None, None, None, js=FORGET_JS)
     slider.change(
-        insp.render,
+        render,
         [*inputs, shown],
         step,
         js=SWAP_IMAGES_JS,
@@ -213,17 +242,19 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     )
     plot.change(None, [slider], None, js=MARK_STEP_JS)  # a chart sent for an older step catches up
     for ctl in controls:
-        ctl.change(insp.render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
-            insp.plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
+        ctl.change(render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
+            plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
-    upload.upload(insp.upload, [upload], [episode, message])
+    upload.upload(per_session(insp.upload), [upload], [episode, message])
     play.click(insp.toggle_play, [playing], [playing, player, play])
-    player.tick(insp.tick, [episode, slider], [slider, playing, player, play], show_progress="hidden")
+    player.tick(
+        per_session(insp.tick), [episode, slider], [slider, playing, player, play], show_progress="hidden"
+    )
     poll_out = [progress, plot, quality, message, seen]
     assert len(poll_out) == len(POLL_OUTPUTS)
-    poller.tick(insp.poll, [episode, slider, seen, *controls], poll_out, show_progress="hidden")
-    zip_btn.click(insp.export_zip, [episode, *controls], [download, message])
-    csv_btn.click(insp.export_csv, [episode, *controls], [download, message])
+    poller.tick(per_session(insp.poll), [episode, slider, seen, *controls], poll_out, show_progress="hidden")
+    zip_btn.click(per_session(insp.export_zip), [episode, *controls], [download, message])
+    csv_btn.click(per_session(insp.export_csv), [episode, *controls], [download, message])
     return {"episode": episode, "slider": slider, "controls": controls, "step": step, "plot": plot}
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 from app_server import BUNDLED, REPO, running_app
+from conftest import translating_episode
+
+from stvla_core.episodes import save_episode
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -30,7 +33,8 @@ PLOT_MARKER = "#actions .shapelayer path"
 
 
 @pytest.fixture(scope="module")
-def page():
+def served():
+    """(browser, URL of the app)."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     if not sorted(BUNDLED.glob("*.npz")):
@@ -38,11 +42,21 @@ def page():
     ARTIFACTS.mkdir(exist_ok=True)
     with running_app() as url, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1800})
-        pg.set_default_timeout(TIMEOUT_MS)
-        pg.goto(url)
-        yield pg
+        yield browser, url
         browser.close()
+
+
+def open_page(browser, url: str):
+    """A page in a browser context of its own: its own cookies, so its own Gradio session."""
+    pg = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.goto(url)
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    return open_page(*served)
 
 
 def sources(page) -> list[str]:
@@ -166,3 +180,29 @@ def test_play_advances_the_frame_and_pause_stops_it(page) -> None:
     frame = page.locator("#frame input[type=number]").input_value()
     page.wait_for_timeout(600)  # several play intervals: a running player would have moved on
     assert page.locator("#frame input[type=number]").input_value() == frame
+
+
+def dropdown_options(pg) -> list[str]:
+    pg.locator("#episode input").click()
+    pg.get_by_role("option").first.wait_for()
+    names = [o.inner_text().strip().splitlines()[-1] for o in pg.get_by_role("option").all()]  # no ✓
+    pg.keyboard.press("Escape")
+    return names
+
+
+def test_an_upload_is_listed_and_shown_only_in_the_page_that_made_it(served, tmp_path: Path) -> None:
+    save_episode(translating_episode(name="my_upload"), tmp_path / "my_upload.npz")
+    a, b = open_page(*served), open_page(*served)
+    for pg in (a, b):
+        pg.wait_for_selector("#variant-C img")
+    a.locator("#upload input[type=file]").set_input_files(str(tmp_path / "my_upload.npz"))
+    a.wait_for_function("() => document.querySelector('#info')?.innerText.includes('my_upload')")
+    bundled = sorted(p.stem for p in BUNDLED.glob("*.npz"))
+    assert dropdown_options(a) == [*bundled, "my_upload (uploaded)"]
+    assert dropdown_options(b) == bundled
+    b.reload()  # a new page load is a new session: still nothing of a's
+    b.wait_for_selector("#variant-C img")
+    assert dropdown_options(b) == bundled
+    a.screenshot(path=str(ARTIFACTS / "inspector-own-upload.png"), full_page=True)
+    for pg in (a, b):
+        pg.context.close()

@@ -53,8 +53,10 @@ def test_sleep_job_shows_in_table_and_log_then_cancel(tab):
     out = tab.tick(job_id, key)
     assert out[3] == key and all(isinstance(v, type(gr.skip())) for v in out[4:])
     message, table = tab.cancel(job_id)
-    assert message == "" and table.loc[0, "state"] == CANCELLED
-    assert tab.jobs.get(job_id).state == CANCELLED
+    assert message == "" and table.loc[0, ["state", "message"]].tolist() == [RUNNING, "cancelling"]
+    job = wait_for(tab, job_id, lambda j: j.done, timeout=15)
+    assert job.state == CANCELLED and job.error == "cancelled by the user" and job.exit_code == 143
+    assert tab.table().loc[0, "state"] == CANCELLED
     message, _ = tab.cancel(job_id)
     assert f"job {job_id} was already cancelled" in message
 

@@ -135,12 +135,16 @@ def test_concurrency_limit_queues_and_cancel_of_queued_job(tmp_path):
 def test_cancel_running_job_terminates_its_process(manager):
     job = manager.submit("sleep", LONG)
     running = wait_progress(manager.store, job.id)
-    assert manager.cancel(job.id).state == CANCELLED
+    asked = manager.cancel(job.id)
+    assert asked.state == RUNNING and asked.message == "cancelling"  # until the worker has stopped
     manager.runner("local").wait(job.id, timeout=10)
     assert not process_alive(running.pid)
-    job = manager.get(job.id)
+    job = manager.wait(job.id, timeout=10)
     assert job.state == CANCELLED and job.error == "cancelled by the user" and job.result == ""
-    assert "cancelled (SIGTERM)" in manager.log(job.id)
+    assert job.exit_code == 143
+    log = manager.log(job.id)
+    assert f"sending SIGTERM to the job (pid {running.pid})" in log and "cancelled (SIGTERM)" in log
+    assert "sending SIGKILL" not in log
     assert manager.cancel(job.id).state == CANCELLED  # cancelling again changes nothing
 
 
@@ -151,8 +155,11 @@ def test_cancel_falls_back_to_sigkill_for_a_job_deaf_to_sigterm(tmp_path):
     m.cancel(job.id)
     m.runner("local").wait(job.id, timeout=10)
     assert not process_alive(running.pid)
-    assert m.get(job.id).state == CANCELLED
-    assert "no exit 0.5 s after SIGTERM; sending SIGKILL" in m.log(job.id)
+    job = m.wait(job.id, timeout=10)
+    assert job.state == CANCELLED and job.exit_code == -9
+    assert job.error == "cancelled by the user; the job ignored SIGTERM for 0.5 s and was killed with SIGKILL"
+    log = m.log(job.id)
+    assert log.index("sending SIGTERM") < log.index("no exit 0.5 s after SIGTERM; sending SIGKILL")
 
 
 def test_kill_9_of_a_job_marks_it_failed_and_keeps_earlier_jobs(manager):
@@ -204,6 +211,7 @@ def test_store_survives_an_app_restart_after_kill_9(tmp_path):
     app.kill()  # ... and so does the app, before it could notice
     app.wait()
     app.stdout.close()
+    wait_until(lambda: not process_alive(running.pid, running.pid_start), what="the killed worker to end")
 
     restarted = JobManager(root)
     job = restarted.get(job_id)

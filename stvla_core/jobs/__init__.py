@@ -1,6 +1,6 @@
-"""Long-running work (evaluation, later fine-tuning) as jobs: a SQLite store on disk, one worker
-process per job, a queue with a concurrency limit, cancel, recovery after restarts, and an
-optional Ray runner for scale-out."""
+"""Long-running work (evaluation, fine-tuning) as jobs: one folder per job indexed by a SQLite
+file (rebuilt from the folders when damaged), one worker process per job, a queue with a
+concurrency limit, cancel, recovery after restarts, and an optional Ray runner for scale-out."""
 
 from stvla_core.jobs.files import atomic_directory, atomic_write_json, atomic_write_text
 from stvla_core.jobs.kinds import JOB_KINDS, JobConfigError, JobContext, JobKind, get_kind, register_kind
@@ -18,6 +18,7 @@ from stvla_core.jobs.store import (
     JobNotFoundError,
     JobStateError,
     JobStore,
+    JobStoreVersionError,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "JobRunner",
     "JobStateError",
     "JobStore",
+    "JobStoreVersionError",
     "LocalRunner",
     "RayRunner",
     "RunnerUnavailableError",

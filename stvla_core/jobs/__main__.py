@@ -3,11 +3,13 @@
   python -m stvla_core.jobs --store runs/jobs submit sleep --config '{"steps": 3}' [--wait] [--runner ray]
   python -m stvla_core.jobs --store runs/jobs list
   python -m stvla_core.jobs --store runs/jobs log JOB_ID
-  python -m stvla_core.jobs --store runs/jobs cancel JOB_ID
+  python -m stvla_core.jobs --store runs/jobs cancel JOB_ID [--grace-s 5] [--no-wait]
   python -m stvla_core.jobs --store runs/jobs serve        # start queued jobs until none is left
 
 A submitted job's process outlives this command; queued jobs beyond `--max-concurrent` start
-when a manager (the app, `serve`, or another `submit`) polls the store.
+when a manager (the app, `serve`, or another `submit`) polls the store. `cancel` leaves a request
+that the job's worker carries out itself (SIGTERM, then SIGKILL after the grace period), so it
+completes even if this command is interrupted; by default the command waits to report the end.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from stvla_core.jobs.kinds import JOB_KINDS, JobConfigError
 from stvla_core.jobs.manager import JobManager
 from stvla_core.jobs.runner import RunnerUnavailableError
-from stvla_core.jobs.store import QUEUED, RUNNING, JobNotFoundError
+from stvla_core.jobs.store import QUEUED, RUNNING, JobNotFoundError, JobStoreVersionError
 from stvla_core.registry import UnknownNameError
 
 
@@ -35,8 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runner", default=None, help="local (default) or ray")
     s.add_argument("--wait", action="store_true", help="follow progress until the job ends")
     sub.add_parser("list", help="all jobs, newest first")
-    for name in ("log", "cancel", "show"):
+    for name in ("log", "show"):
         sub.add_parser(name).add_argument("job_id")
+    c = sub.add_parser("cancel", help="stop a queued or running job")
+    c.add_argument("job_id")
+    c.add_argument("--grace-s", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    c.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
     sub.add_parser("serve", help="poll until no job is queued or running")
     return p
 
@@ -60,7 +66,10 @@ def _follow(m: JobManager, job_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        m = JobManager(args.store, max_concurrent=args.max_concurrent)
+        grace = {"local": {"grace_s": args.grace_s}} if args.command == "cancel" else None
+        m = JobManager(args.store, max_concurrent=args.max_concurrent, runner_options=grace)
+        for warning in m.store.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         for job in m.recovered:
             print(f"recovered: {job.id} marked failed ({job.error})", file=sys.stderr)
         if args.command == "submit":
@@ -72,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "log":
             print(m.log(args.job_id), end="")
         elif args.command == "cancel":
-            print(m.cancel(args.job_id).state)
+            job = m.cancel(args.job_id, wait_s=0.0 if args.no_wait else args.grace_s + 5.0)
+            print(job.state if job.done else f"{job.state} ({job.message}: the worker stops it)")
+            if job.done and job.error:
+                print(job.error)
         elif args.command == "show":
             job = m.get(args.job_id)
             print(json.dumps({**job.__dict__, "dir": str(job.dir)}, indent=2, default=str))
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         JobNotFoundError,
         UnknownNameError,
         RunnerUnavailableError,
+        JobStoreVersionError,
         json.JSONDecodeError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

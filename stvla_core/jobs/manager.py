@@ -3,6 +3,8 @@ and recovery of jobs left running by an earlier app process."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from stvla_core.jobs.kinds import get_kind
 from stvla_core.jobs.runner import RUNNERS, JobRunner
 from stvla_core.jobs.store import CANCELLED, QUEUED, RUNNING, Job, JobStore, append_log
 
+log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["id", "kind", "state", "progress", "message", "runner", "created", "seconds", "error"]
 
 
@@ -65,16 +68,25 @@ class JobManager:
         self.poll()
         return self.store.get(job.id)
 
-    def cancel(self, job_id: str) -> Job:
-        """Queued jobs are dropped; running ones are stopped (SIGTERM, then SIGKILL). A finished
-        job is left as it is."""
+    def cancel(self, job_id: str, wait_s: float = 0.0) -> Job:
+        """A queued job is dropped at once. A running one gets a cancel request that the owner of
+        its worker carries out (runner.py: SIGTERM, then SIGKILL), so it completes without this
+        process; the job stays running until its worker has stopped, then ends cancelled. Waits
+        up to `wait_s` for that. A finished job is left as it is."""
         with self._lock:
             job = self.store.get(job_id)
+            if job.done:
+                return job
             if self.store.finish(job_id, CANCELLED, error="cancelled by the user", from_states=(QUEUED,)):
                 return self.store.get(job_id)
-            if self.store.finish(job_id, CANCELLED, error="cancelled by the user", from_states=(RUNNING,)):
-                self.runner(job.runner).cancel(self.store.get(job_id), self.store)
-            return self.store.get(job_id)
+            self.runner(job.runner).cancel(self.store.get(job_id), self.store)
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.poll()
+            job = self.store.get(job_id)
+            if job.done or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.05)
 
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)
@@ -146,7 +158,14 @@ class JobManager:
 
         def loop() -> None:
             while not self._stop.wait(interval):
-                self.poll()
+                try:
+                    self.poll()
+                except sqlite3.DatabaseError as e:  # damaged since it was opened: check, repair
+                    log.warning("job store: %s; checking the index", e)
+                    for warning in self.store.verify():
+                        log.warning("job store: %s", warning)
+                except Exception:  # the loop must outlive one bad poll
+                    log.exception("job store: poll failed")
 
         self._thread = threading.Thread(target=loop, name="stvla-jobs", daemon=True)
         self._thread.start()

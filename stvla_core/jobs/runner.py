@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -42,7 +43,7 @@ class JobRunner(Protocol):
         """Called for running jobs: mark the job failed if its worker is gone without reporting."""
 
     def cancel(self, job: Job, store: JobStore) -> None:
-        """Stop the worker of a job that the store already marks cancelled."""
+        """Have the worker of a running job stopped; the job ends cancelled once it has."""
 
 
 RUNNERS: Registry[JobRunner] = Registry("job runner")
@@ -69,7 +70,13 @@ def _signal_name(code: int) -> str:
 @RUNNERS.register("local")
 class LocalRunner:
     """One process per job, in its own session (so cancel reaches its children), stdout/stderr to
-    the job's log. Cancel sends SIGTERM to the process group, then SIGKILL after `grace_s`.
+    the job's log.
+
+    Cancel writes a request into the job folder; the worker's own watcher carries it out (SIGTERM
+    to its process group, SIGKILL `grace_s` later; worker.py), so it completes even when the
+    process that asked (e.g. the command line) has exited. As a backstop for a worker too stuck to
+    act (stopped, or holding the GIL in native code), `check` sends SIGKILL itself once
+    `grace_s + backstop_s` have passed since the request, from whichever manager polls.
 
     With `bind_to_owner` (what the app uses) a job lives only as long as the process that started
     it: when that process dies, even by kill -9, the worker marks its job failed, says why in the
@@ -78,9 +85,10 @@ class LocalRunner:
 
     name = "local"
 
-    def __init__(self, grace_s: float = 5.0, bind_to_owner: bool = False) -> None:
+    def __init__(self, grace_s: float = 5.0, bind_to_owner: bool = False, backstop_s: float = 10.0) -> None:
         self.grace_s = grace_s
         self.bind_to_owner = bind_to_owner
+        self.backstop_s = backstop_s
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
@@ -119,6 +127,7 @@ class LocalRunner:
             return  # claimed but not started yet (start() is in progress)
         alive, code = self._exit_code(job)
         if alive:
+            self._backstop(job, store)
             return
         if code is not None and code < 0:
             why = f"killed by {_signal_name(code)}"
@@ -126,34 +135,29 @@ class LocalRunner:
             why = f"exited with code {code}"
         else:
             why = "ended"
-        store.finish(
-            job.id,
-            FAILED,
-            error=f"worker process (pid {job.pid}) {why} without reporting a result",
-            exit_code=code,
-            from_states=("running",),
+        store.finish_gone(job, f"worker process (pid {job.pid}) {why}", exit_code=code)
+
+    def _backstop(self, job: Job, store: JobStore) -> None:
+        request = store.cancel_request(job.id)
+        if request is None:
+            return
+        waited = time.time() - float(request.get("requested_at", 0.0))
+        if waited < float(request.get("grace_s", self.grace_s)) + self.backstop_s:
+            return
+        if not process_alive(job.pid, job.pid_start):
+            return
+        append_log(
+            job.log_path,
+            f"the worker has not stopped {waited:.0f} s after the cancel request; "
+            f"the job manager (pid {os.getpid()}) sends SIGKILL",
         )
+        try:
+            os.killpg(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def cancel(self, job: Job, store: JobStore) -> None:
-        if job.pid is None or not process_alive(job.pid, job.pid_start):
-            return
-        try:
-            os.killpg(job.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-
-        def escalate() -> None:
-            alive, _ = self._exit_code(job)
-            if alive:
-                append_log(job.log_path, f"no exit {self.grace_s:g} s after SIGTERM; sending SIGKILL")
-                try:
-                    os.killpg(job.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-        timer = threading.Timer(self.grace_s, escalate)
-        timer.daemon = True
-        timer.start()
+        store.request_cancel(job.id, self.grace_s)
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Reap our own child (tests and shutdown)."""
@@ -243,5 +247,7 @@ class RayRunner:
             )
 
     def cancel(self, job: Job, store: JobStore) -> None:
+        """Ray stops the job (SIGTERM, then SIGKILL) from its own job supervisor."""
+        store.request_cancel(job.id, 5.0)
         if job.runner_ref:
             self.client.stop_job(job.runner_ref)

@@ -2,9 +2,16 @@
 
 It loads the job from the store, runs its kind's function, writes `result.json` atomically and
 then marks the job succeeded; any exception marks it failed with the traceback in the log; SIGTERM
-(cancel) marks it cancelled. stdout/stderr are the job's log file (the runner opens it). With
-`--owner PID:TOKEN` it watches the process that started it and, once that is gone, marks the job
-failed and stops its whole process group: a job does not outlive the app that runs it."""
+marks it cancelled. stdout/stderr are the job's log file (the runner opens it).
+
+A watcher thread owns the job's end, so it does not depend on the process that asked for it:
+- a cancel request (`cancel.json` in the job folder, written by `JobStore.request_cancel` from
+  the app or the command line) makes it send SIGTERM to the job's process group, and SIGKILL
+  after the request's grace period if the job has not stopped; both are logged and the job ends
+  cancelled with the exit code of what stopped it (143 for SIGTERM, -9 for SIGKILL);
+- with `--owner PID:TOKEN` it watches the process that started it and, once that is gone, marks
+  the job failed and stops its whole process group: a job does not outlive the app that runs it.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +35,12 @@ from stvla_core.jobs.store import (
     RUNNING,
     SUCCEEDED,
     JobStore,
+    append_log,
     process_alive,
+    read_cancel_request,
 )
 
-OWNER_POLL_S = 0.5
+WATCH_POLL_S = 0.1
 
 
 class Cancelled(BaseException):
@@ -43,19 +52,57 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Cancelled()
 
 
-def watch_owner(job_id: str, store_root: str, owner: int, token: int | None) -> None:
-    """Block until `owner` is gone, then fail the job (if still running) and kill this process
-    group. Runs in a daemon thread with its own store connection."""
-    while process_alive(owner, token):
-        time.sleep(OWNER_POLL_S)
-    store = JobStore(store_root)
+def _signal_group(sig: signal.Signals) -> None:
+    """`sig` to this process and its children: the whole group when we lead it (the local runner
+    starts each worker in its own session), else this process alone (e.g. under Ray)."""
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpgrp(), sig)
+    else:
+        os.kill(os.getpid(), sig)
+
+
+def watch(
+    job_id: str, store: JobStore, owner: int | None, token: int | None, started: threading.Event
+) -> None:
+    """The watcher thread (a daemon: it ends with the process). Polls for a cancel request (acted
+    on once the job's function runs: `started`; run_job handles one that came earlier) and, with
+    an owner, for the owner's end; acts on whichever comes first."""
+    folder = store.job_dir(job_id)
+    while True:
+        request = read_cancel_request(folder) if started.is_set() else None
+        if request is not None:
+            carry_out_cancel(job_id, store, float(request.get("grace_s", 5.0)))
+            return
+        if owner is not None and not process_alive(owner, token):
+            owner_gone(job_id, store, owner)
+            return
+        time.sleep(WATCH_POLL_S)
+
+
+def carry_out_cancel(job_id: str, store: JobStore, grace_s: float) -> None:
+    """SIGTERM to the job; if it has not ended `grace_s` later, record that and SIGKILL it. Exiting
+    normally (the main thread handles SIGTERM, run_job) ends the process and this thread."""
+    log = store.job_dir(job_id) / LOG_NAME
+    sys.stdout.flush()
+    append_log(log, f"sending SIGTERM to the job (pid {os.getpid()})")
+    _signal_group(signal.SIGTERM)
+    time.sleep(grace_s)
+    if store.get(job_id).state != RUNNING:  # it ended meanwhile (its exit is on the way)
+        return
+    append_log(log, f"no exit {grace_s:g} s after SIGTERM; sending SIGKILL")
+    error = f"cancelled by the user; the job ignored SIGTERM for {grace_s:g} s and was killed with SIGKILL"
+    # Recorded before the kill, since nothing runs after it in this process.
+    if store.finish(job_id, CANCELLED, error=error, exit_code=-9, from_states=(RUNNING,)):
+        sys.stdout.flush()
+        _signal_group(signal.SIGKILL)
+
+
+def owner_gone(job_id: str, store: JobStore, owner: int) -> None:
+    """Fail the job (if still running) and kill this process group."""
     why = f"the app process (pid {owner}) that ran this job stopped, so the job was stopped with it"
     sys.stdout.flush()
     store.finish(job_id, FAILED, error=why, exit_code=-9, from_states=(RUNNING,))  # logs the reason
-    store.close()
-    if os.getpgrp() == os.getpid():  # our own session (the local runner): take the children too
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-    os.kill(os.getpid(), signal.SIGKILL)
+    _signal_group(signal.SIGKILL)
 
 
 def parse_owner(text: str) -> tuple[int, int | None]:
@@ -63,8 +110,9 @@ def parse_owner(text: str) -> tuple[int, int | None]:
     return int(pid), (int(token) or None) if token else None
 
 
-def run_job(job_id: str, store: JobStore) -> int:
-    """Runs one job in this process; returns the process exit code."""
+def run_job(job_id: str, store: JobStore, started: threading.Event | None = None) -> int:
+    """Runs one job in this process; returns the process exit code. `started` is set once the
+    job's function is about to run (the watcher's cue that a cancel can now be carried out)."""
     job = store.get(job_id)
     log = logging.getLogger(f"stvla.job.{job_id}")
     if job.state == QUEUED:  # runners claim the job before starting us; started by hand, we claim it
@@ -73,9 +121,14 @@ def run_job(job_id: str, store: JobStore) -> int:
     if job.state != RUNNING:
         log.info("job %s is %s; nothing to run", job_id, job.state)
         return 0
+    if store.cancel_request(job_id) is not None:  # cancelled between the claim and this start
+        store.finish(job_id, CANCELLED, error="cancelled by the user before it started", exit_code=0)
+        return 0
     store.set_process(job_id, os.getpid(), store.get(job_id).runner_ref)
     log.info("worker pid %d running %s job %s", os.getpid(), job.kind, job_id)
-    started = time.time()
+    began = time.time()
+    if started is not None:
+        started.set()
     try:
         kind = get_kind(job.kind)
         config = kind.parse_config(job.config)
@@ -85,15 +138,17 @@ def run_job(job_id: str, store: JobStore) -> int:
             raise TypeError(f"job kind {job.kind!r} returned {type(result).__name__}, expected a dict")
         atomic_write_json(job.dir / RESULT_NAME, result)
     except Cancelled:
-        log.info("cancelled (SIGTERM) after %.1f s", time.time() - started)
-        store.finish(job_id, CANCELLED, error="cancelled while running", exit_code=143)
+        log.info("cancelled (SIGTERM) after %.1f s", time.time() - began)
+        asked = store.cancel_request(job_id) is not None
+        error = "cancelled by the user" if asked else "stopped by a SIGTERM from outside the job system"
+        store.finish(job_id, CANCELLED, error=error, exit_code=143)
         return 143
     except BaseException as e:
         traceback.print_exc()
         sys.stderr.flush()
         store.finish(job_id, FAILED, error=f"{type(e).__name__}: {e}", exit_code=1)
         return 1
-    log.info("finished in %.1f s", time.time() - started)
+    log.info("finished in %.1f s", time.time() - began)
     store.finish(job_id, SUCCEEDED, result=RESULT_NAME, exit_code=0)
     return 0
 
@@ -128,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if args.owner:
-        owner, token = parse_owner(args.owner)
-        threading.Thread(
-            target=watch_owner, args=(args.job_id, args.store, owner, token), name="owner", daemon=True
-        ).start()
+    owner, token = parse_owner(args.owner) if args.owner else (None, None)
+    started = threading.Event()
+    threading.Thread(
+        target=watch, args=(args.job_id, store, owner, token, started), name="watch", daemon=True
+    ).start()
     try:
-        return run_job(args.job_id, store)
+        return run_job(args.job_id, store, started)
     finally:
         sys.stdout.flush()
         store.close()
