@@ -21,6 +21,7 @@ from stvla_core.tracking.cotracker3.predictor import (
     CoTracker3Predictor,
     PredictorConfig,
     load_checkpoint,
+    support_grid_points,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -208,3 +209,31 @@ def test_given_queries_come_back_alone_despite_the_support_grid(episode):
     tracks = TRACKERS.create("cotracker3", **{**FAST, "support_grid": 2}).track(clip)
     assert tracks.points.shape == (5, 2, 2)
     np.testing.assert_array_equal(tracks.points[-1], queries)
+
+
+def test_support_grid_is_the_official_grid_at_two_resolutions():
+    # margin W/64, spanning m..W-m and m..H-m, row by row
+    xs, ys = [8, 107.2, 206.4, 305.6, 404.8, 504], [8, 81.6, 155.2, 228.8, 302.4, 376]
+    np.testing.assert_allclose(
+        support_grid_points((384, 512), 6), [[x, y] for y in ys for x in xs], atol=1e-4
+    )
+    xs, ys = [1.5, 20.1, 38.7, 57.3, 75.9, 94.5], [1.5, 13.7, 25.9, 38.1, 50.3, 62.5]
+    np.testing.assert_allclose(support_grid_points((64, 96), 6), [[x, y] for y in ys for x in xs], atol=1e-4)
+    np.testing.assert_array_equal(support_grid_points((64, 96), 1), [[48, 32]])  # the centre
+
+
+def test_support_points_sit_on_frame_0_whatever_the_query_frame(episode):
+    cfg = PredictorConfig(pretrained=False, online=False, model_resolution=RES, iters=1, support_grid=2)
+    pred = CoTracker3Predictor(cfg)
+    frames, queries = episode.frames[:5], np.float32([[10.0, 12.0], [30.5, 20.25]])
+    pts, vis = pred.track((48, 64), queries, 2, frames=frames)
+    s = np.float32([95 / 63, 63 / 47])  # 48 x 64 frame pixels -> 64 x 96 model pixels
+    support = [[0, 1.5, 1.5], [0, 94.5, 1.5], [0, 1.5, 62.5], [0, 94.5, 62.5]]  # 2 x 2, margin 1.5
+    qt = torch.tensor([[[2, *(q * s)] for q in queries] + support], dtype=torch.float32)
+    with torch.inference_mode():
+        xy, v, _ = pred.model(pred.resize(frames), qt, iters=1)
+    others = [0, 1, 3, 4]
+    np.testing.assert_allclose(pts[others], (xy[0, :, :2].numpy() / s)[others], atol=1e-5)
+    np.testing.assert_array_equal(vis[others], v[0, :, :2].numpy()[others] > 0.9)
+    np.testing.assert_allclose(pts[2], queries, atol=1e-5)  # offline: the query frame holds the queries
+    assert vis[2].all()

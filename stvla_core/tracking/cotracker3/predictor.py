@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stvla_core.tracking.base import TrackerUnavailableError, grid_points
+from stvla_core.tracking.base import TrackerUnavailableError
 from stvla_core.tracking.cotracker3.network import (
     CoTrackerThreeBase,
     CoTrackerThreeOffline,
@@ -34,6 +34,21 @@ BACKENDS = ("native", "official")
 
 def _variant(online: bool) -> str:
     return "online" if online else "offline"
+
+
+def support_grid_points(resolution: tuple[int, int], side: int) -> np.ndarray:
+    """(side*side, 2) float32 (x, y) model pixels of the official support grid (`get_points_on_a_grid`),
+    row by row: a margin of W/64 on every side, spanning m..W-m and m..H-m (so 8..504 x 8..376 at
+    384 x 512), one point at the centre when side is 1. Parity needs this exact formula: the
+    network's answer for the queries depends on where the support points sit."""
+    h, w = resolution
+    if side == 1:
+        return np.array([[w / 2, h / 2]], np.float32)
+    m = w / 64
+    xs = np.linspace(m, w - m, side, dtype=np.float32)
+    ys = np.linspace(m, h - m, side, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
 def _hub_path(url: str) -> Path:
@@ -158,7 +173,8 @@ class CoTracker3Predictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Track (N, 2) (x, y) frame-pixel queries lying on `query_frame` through a clip of frames
         of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`. `support` adds the
-        official support grid (context for a few given queries; pointless for a dense grid).
+        official support grid on frame 0, as the official predictor places it (context for a few
+        given queries; pointless for a dense grid).
 
         Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
         each point is its query and visible (as the official predictor)."""
@@ -168,9 +184,10 @@ class CoTracker3Predictor:
         s = self.scale(size)
         q = queries.astype(np.float32) * s
         n = len(q)
+        q3 = np.concatenate([np.full((n, 1), query_frame, np.float32), q], axis=1)
         if support and cfg.support_grid:
-            q = np.concatenate([q, grid_points(cfg.model_resolution, cfg.support_grid, 8.0)])
-        q3 = np.concatenate([np.full((len(q), 1), query_frame, np.float32), q], axis=1)
+            grid = support_grid_points(cfg.model_resolution, cfg.support_grid)
+            q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
         qt = torch.from_numpy(q3)[None].to(cfg.device)
         if fmaps is not None and self.native:
             xy, vis, conf = self.model.track(fmaps[None], qt, cfg.iters)
