@@ -237,3 +237,24 @@ def test_support_points_sit_on_frame_0_whatever_the_query_frame(episode):
     np.testing.assert_array_equal(vis[others], v[0, :, :2].numpy()[others] > 0.9)
     np.testing.assert_allclose(pts[2], queries, atol=1e-5)  # offline: the query frame holds the queries
     assert vis[2].all()
+
+
+@pytest.mark.parametrize(("online", "side"), [(True, 0), (False, 6)])
+def test_default_support_grid_is_the_official_one(online, side):
+    """The official online predictor defaults to add_support_grid=False, the offline one adds 6 x 6."""
+    pred = CoTracker3Predictor(PredictorConfig(pretrained=False, online=online, model_resolution=RES))
+    assert pred.support_grid == side
+    asked = PredictorConfig(pretrained=False, online=online, model_resolution=RES, support_grid=2)
+    assert CoTracker3Predictor(asked).support_grid == 2
+
+
+def test_online_default_tracks_the_queries_alone(episode):
+    pred = CoTracker3Predictor(PredictorConfig(pretrained=False, model_resolution=RES, iters=1))
+    frames, queries = episode.frames[:6], np.float32([[10.0, 12.0], [30.5, 20.25]])
+    pts, vis = pred.track((48, 64), queries, 0, frames=frames)
+    s = np.float32([95 / 63, 63 / 47])
+    qt = torch.tensor([[[0, *(q * s)] for q in queries]], dtype=torch.float32)  # no support grid
+    with torch.inference_mode():
+        xy, v, c = pred.model(pred.resize(frames), qt, iters=1)
+    np.testing.assert_allclose(pts[1:], xy[0, 1:].numpy() / s, atol=1e-5)
+    np.testing.assert_array_equal(vis[1:], (v * c)[0, 1:].numpy() > 0.6)

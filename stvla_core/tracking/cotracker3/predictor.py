@@ -29,6 +29,8 @@ CHECKPOINT_URLS = {
 WINDOW_LEN = {"offline": 60, "online": 16}
 # Official predictor thresholds: offline keeps vis > 0.9, online keeps vis * confidence > 0.6.
 VIS_THRESHOLD = {"offline": 0.9, "online": 0.6}
+# Official support grid side added to given queries: offline always, online only if asked.
+SUPPORT_GRID = {"offline": 6, "online": 0}
 BACKENDS = ("native", "official")
 
 
@@ -106,12 +108,15 @@ def build_network(
 
 @dataclass
 class PredictorConfig:
+    """Defaults give the official predictors' tracks. `support_grid=6` with `online=True` departs
+    from them on purpose: the official offline predictor's context for a few given queries."""
+
     checkpoint: str | None = None  # local .pth; None = official URL via torch hub cache
     pretrained: bool = True  # False = random weights (tests, benchmarks)
     online: bool = True  # online model (window 16, step 8) or offline model (window 60)
     model_resolution: tuple[int, int] = (384, 512)
     iters: int = 6  # transformer updates per window, as the official predictor
-    support_grid: int = 6  # extra grid of points tracked alongside given queries (official)
+    support_grid: int | None = None  # side of the grid tracked with given queries; None = official
     backend: str = "native"
     device: str = "cpu"
     seed: int = 0  # random weights when pretrained=False
@@ -135,6 +140,9 @@ class CoTracker3Predictor:
             self.model.load_state_dict(state, strict=True)
         self.model.eval().to(cfg.device)
         self.vis_threshold = VIS_THRESHOLD[_variant(cfg.online)]
+        self.support_grid = (
+            SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
+        )
 
     @property
     def native(self) -> bool:
@@ -173,8 +181,8 @@ class CoTracker3Predictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Track (N, 2) (x, y) frame-pixel queries lying on `query_frame` through a clip of frames
         of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`. `support` adds the
-        official support grid on frame 0, as the official predictor places it (context for a few
-        given queries; pointless for a dense grid).
+        support grid (if the config has one) on frame 0, as the official predictor places it
+        (context for a few given queries; pointless for a dense grid).
 
         Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
         each point is its query and visible (as the official predictor)."""
@@ -185,8 +193,8 @@ class CoTracker3Predictor:
         q = queries.astype(np.float32) * s
         n = len(q)
         q3 = np.concatenate([np.full((n, 1), query_frame, np.float32), q], axis=1)
-        if support and cfg.support_grid:
-            grid = support_grid_points(cfg.model_resolution, cfg.support_grid)
+        if support and self.support_grid:
+            grid = support_grid_points(cfg.model_resolution, self.support_grid)
             q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
         qt = torch.from_numpy(q3)[None].to(cfg.device)
         if fmaps is not None and self.native:
