@@ -75,14 +75,14 @@ def test_forward_matches_official_outputs(variant, cls, window, frames):
 
 
 def test_tracker_output_shapes_and_conventions(episode):
-    tracker = TRACKERS.create("cotracker3", **FAST)
+    tracker = TRACKERS.create("cotracker3", **FAST, pin_queries=True)
     clip = clip_of(episode, 0, 8)
     tracks = tracker.track(clip)
     assert isinstance(tracks, Tracks)
     assert tracks.points.shape == (8, 9, 2) and tracks.points.dtype == np.float32
     assert tracks.visible.shape == (8, 9) and tracks.visible.dtype == np.bool_
     assert np.isfinite(tracks.points).all()
-    # the newest frame holds the queries themselves: a 3x3 grid 4 px inside a 64 x 48 frame
+    # pinned, the newest frame holds the queries themselves: a 3x3 grid 4 px inside a 64 x 48 frame
     np.testing.assert_array_equal(tracks.points[-1, [0, 2, 8]], [[4, 4], [59, 4], [59, 43]])
     assert tracks.visible[-1].all()
 
@@ -206,9 +206,9 @@ def test_trace_pipeline_runs_cotracker3_by_name(episode):
 def test_given_queries_come_back_alone_despite_the_support_grid(episode):
     queries = np.array([[10.0, 12.0], [30.5, 20.25]], np.float32)
     clip = Clip(episode.frames[0:5], np.arange(5), queries=queries, key="ep")
-    tracks = TRACKERS.create("cotracker3", **{**FAST, "support_grid": 2}).track(clip)
+    tracks = TRACKERS.create("cotracker3", **{**FAST, "online": False, "support_grid": 2}).track(clip)
     assert tracks.points.shape == (5, 2, 2)
-    np.testing.assert_array_equal(tracks.points[-1], queries)
+    np.testing.assert_array_equal(tracks.points[-1], queries)  # offline pins the query frame
 
 
 def test_support_grid_is_the_official_grid_at_two_resolutions():
@@ -248,7 +248,7 @@ def test_default_support_grid_is_the_official_one(online, side):
     assert CoTracker3Predictor(asked).support_grid == 2
 
 
-def test_online_default_tracks_the_queries_alone(episode):
+def test_online_default_is_the_networks_answer_for_the_queries_alone_query_frame_included(episode):
     pred = CoTracker3Predictor(PredictorConfig(pretrained=False, model_resolution=RES, iters=1))
     frames, queries = episode.frames[:6], np.float32([[10.0, 12.0], [30.5, 20.25]])
     pts, vis = pred.track((48, 64), queries, 0, frames=frames)
@@ -256,5 +256,14 @@ def test_online_default_tracks_the_queries_alone(episode):
     qt = torch.tensor([[[0, *(q * s)] for q in queries]], dtype=torch.float32)  # no support grid
     with torch.inference_mode():
         xy, v, c = pred.model(pred.resize(frames), qt, iters=1)
-    np.testing.assert_allclose(pts[1:], xy[0, 1:].numpy() / s, atol=1e-5)
-    np.testing.assert_array_equal(vis[1:], (v * c)[0, 1:].numpy() > 0.6)
+    np.testing.assert_allclose(pts, xy[0].numpy() / s, atol=1e-5)
+    np.testing.assert_array_equal(vis, (v * c)[0].numpy() > 0.6)
+    assert np.abs(pts[0] - queries).max() > 0.01  # random weights move even the query frame (0.11 px)
+
+    pinned = CoTracker3Predictor(
+        PredictorConfig(pretrained=False, model_resolution=RES, iters=1, pin_queries=True)
+    )
+    pts_p, vis_p = pinned.track((48, 64), queries, 0, frames=frames)
+    np.testing.assert_array_equal(pts_p[0], queries)
+    assert vis_p[0].all()
+    np.testing.assert_array_equal(pts_p[1:], pts[1:])

@@ -108,8 +108,9 @@ def build_network(
 
 @dataclass
 class PredictorConfig:
-    """Defaults give the official predictors' tracks. `support_grid=6` with `online=True` departs
-    from them on purpose: the official offline predictor's context for a few given queries."""
+    """Defaults give the official predictors' tracks. Online, two settings depart from them on
+    purpose, as the official offline predictor does: `support_grid=6` gives a few given queries
+    context; `pin_queries=True` makes every trace end on its query point, visible."""
 
     checkpoint: str | None = None  # local .pth; None = official URL via torch hub cache
     pretrained: bool = True  # False = random weights (tests, benchmarks)
@@ -117,6 +118,7 @@ class PredictorConfig:
     model_resolution: tuple[int, int] = (384, 512)
     iters: int = 6  # transformer updates per window, as the official predictor
     support_grid: int | None = None  # side of the grid tracked with given queries; None = official
+    pin_queries: bool | None = None  # query frame = the queries, visible; None = official (offline)
     backend: str = "native"
     device: str = "cpu"
     seed: int = 0  # random weights when pretrained=False
@@ -143,6 +145,7 @@ class CoTracker3Predictor:
         self.support_grid = (
             SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
         )
+        self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
 
     @property
     def native(self) -> bool:
@@ -184,8 +187,9 @@ class CoTracker3Predictor:
         support grid (if the config has one) on frame 0, as the official predictor places it
         (context for a few given queries; pointless for a dense grid).
 
-        Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
-        each point is its query and visible (as the official predictor)."""
+        Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool. At the query frame
+        each point is its query and visible if `pin_queries` (official offline), else the network's
+        own answer (official online)."""
         if queries.ndim != 2 or queries.shape[1] != 2:
             raise ValueError(f"cotracker3 queries: expected (N, 2), found {queries.shape}")
         cfg = self.config
@@ -207,6 +211,7 @@ class CoTracker3Predictor:
             vis = vis * conf
         points = (xy[0, :, :n].float().cpu().numpy() / s).astype(np.float32)
         visible = vis[0, :, :n].float().cpu().numpy() > self.vis_threshold
-        points[query_frame] = queries
-        visible[query_frame] = True
+        if self.pin_queries:
+            points[query_frame] = queries
+            visible[query_frame] = True
         return points, visible
