@@ -21,6 +21,7 @@ from stvla_core.tracking.cotracker3.predictor import (
     CoTracker3Predictor,
     PredictorConfig,
     load_checkpoint,
+    support_grid_points,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -74,14 +75,14 @@ def test_forward_matches_official_outputs(variant, cls, window, frames):
 
 
 def test_tracker_output_shapes_and_conventions(episode):
-    tracker = TRACKERS.create("cotracker3", **FAST)
+    tracker = TRACKERS.create("cotracker3", **FAST, pin_queries=True)
     clip = clip_of(episode, 0, 8)
     tracks = tracker.track(clip)
     assert isinstance(tracks, Tracks)
     assert tracks.points.shape == (8, 9, 2) and tracks.points.dtype == np.float32
     assert tracks.visible.shape == (8, 9) and tracks.visible.dtype == np.bool_
     assert np.isfinite(tracks.points).all()
-    # the newest frame holds the queries themselves: a 3x3 grid 4 px inside a 64 x 48 frame
+    # pinned, the newest frame holds the queries themselves: a 3x3 grid 4 px inside a 64 x 48 frame
     np.testing.assert_array_equal(tracks.points[-1, [0, 2, 8]], [[4, 4], [59, 4], [59, 43]])
     assert tracks.visible[-1].all()
 
@@ -205,6 +206,64 @@ def test_trace_pipeline_runs_cotracker3_by_name(episode):
 def test_given_queries_come_back_alone_despite_the_support_grid(episode):
     queries = np.array([[10.0, 12.0], [30.5, 20.25]], np.float32)
     clip = Clip(episode.frames[0:5], np.arange(5), queries=queries, key="ep")
-    tracks = TRACKERS.create("cotracker3", **{**FAST, "support_grid": 2}).track(clip)
+    tracks = TRACKERS.create("cotracker3", **{**FAST, "online": False, "support_grid": 2}).track(clip)
     assert tracks.points.shape == (5, 2, 2)
-    np.testing.assert_array_equal(tracks.points[-1], queries)
+    np.testing.assert_array_equal(tracks.points[-1], queries)  # offline pins the query frame
+
+
+def test_support_grid_is_the_official_grid_at_two_resolutions():
+    # margin W/64, spanning m..W-m and m..H-m, row by row
+    xs, ys = [8, 107.2, 206.4, 305.6, 404.8, 504], [8, 81.6, 155.2, 228.8, 302.4, 376]
+    np.testing.assert_allclose(
+        support_grid_points((384, 512), 6), [[x, y] for y in ys for x in xs], atol=1e-4
+    )
+    xs, ys = [1.5, 20.1, 38.7, 57.3, 75.9, 94.5], [1.5, 13.7, 25.9, 38.1, 50.3, 62.5]
+    np.testing.assert_allclose(support_grid_points((64, 96), 6), [[x, y] for y in ys for x in xs], atol=1e-4)
+    np.testing.assert_array_equal(support_grid_points((64, 96), 1), [[48, 32]])  # the centre
+
+
+def test_support_points_sit_on_frame_0_whatever_the_query_frame(episode):
+    cfg = PredictorConfig(pretrained=False, online=False, model_resolution=RES, iters=1, support_grid=2)
+    pred = CoTracker3Predictor(cfg)
+    frames, queries = episode.frames[:5], np.float32([[10.0, 12.0], [30.5, 20.25]])
+    pts, vis = pred.track((48, 64), queries, 2, frames=frames)
+    s = np.float32([95 / 63, 63 / 47])  # 48 x 64 frame pixels -> 64 x 96 model pixels
+    support = [[0, 1.5, 1.5], [0, 94.5, 1.5], [0, 1.5, 62.5], [0, 94.5, 62.5]]  # 2 x 2, margin 1.5
+    qt = torch.tensor([[[2, *(q * s)] for q in queries] + support], dtype=torch.float32)
+    with torch.inference_mode():
+        xy, v, _ = pred.model(pred.resize(frames), qt, iters=1)
+    others = [0, 1, 3, 4]
+    np.testing.assert_allclose(pts[others], (xy[0, :, :2].numpy() / s)[others], atol=1e-5)
+    np.testing.assert_array_equal(vis[others], v[0, :, :2].numpy()[others] > 0.9)
+    np.testing.assert_allclose(pts[2], queries, atol=1e-5)  # offline: the query frame holds the queries
+    assert vis[2].all()
+
+
+@pytest.mark.parametrize(("online", "side"), [(True, 0), (False, 6)])
+def test_default_support_grid_is_the_official_one(online, side):
+    """The official online predictor defaults to add_support_grid=False, the offline one adds 6 x 6."""
+    pred = CoTracker3Predictor(PredictorConfig(pretrained=False, online=online, model_resolution=RES))
+    assert pred.support_grid == side
+    asked = PredictorConfig(pretrained=False, online=online, model_resolution=RES, support_grid=2)
+    assert CoTracker3Predictor(asked).support_grid == 2
+
+
+def test_online_default_is_the_networks_answer_for_the_queries_alone_query_frame_included(episode):
+    pred = CoTracker3Predictor(PredictorConfig(pretrained=False, model_resolution=RES, iters=1))
+    frames, queries = episode.frames[:6], np.float32([[10.0, 12.0], [30.5, 20.25]])
+    pts, vis = pred.track((48, 64), queries, 0, frames=frames)
+    s = np.float32([95 / 63, 63 / 47])
+    qt = torch.tensor([[[0, *(q * s)] for q in queries]], dtype=torch.float32)  # no support grid
+    with torch.inference_mode():
+        xy, v, c = pred.model(pred.resize(frames), qt, iters=1)
+    np.testing.assert_allclose(pts, xy[0].numpy() / s, atol=1e-5)
+    np.testing.assert_array_equal(vis, (v * c)[0].numpy() > 0.6)
+    assert np.abs(pts[0] - queries).max() > 0.01  # random weights move even the query frame (0.11 px)
+
+    pinned = CoTracker3Predictor(
+        PredictorConfig(pretrained=False, model_resolution=RES, iters=1, pin_queries=True)
+    )
+    pts_p, vis_p = pinned.track((48, 64), queries, 0, frames=frames)
+    np.testing.assert_array_equal(pts_p[0], queries)
+    assert vis_p[0].all()
+    np.testing.assert_array_equal(pts_p[1:], pts[1:])

@@ -91,7 +91,7 @@ def test_one_hop_over_the_whole_window_is_the_plain_tracker(texture):
 
 
 def test_chained_cotracker3_steps_cost_one_encoded_frame_and_a_short_run(texture):
-    tracker = TRACKERS.create("cotracker3_chained", hop=3, grid=3, **FAST)
+    tracker = TRACKERS.create("cotracker3_chained", hop=3, grid=3, pin_queries=True, **FAST)
     assert isinstance(tracker, ChainedTracker)
     queries = np.float32([[10.0, 12.0], [40.0, 30.0]])
     for t in range(12):
@@ -99,7 +99,7 @@ def test_chained_cotracker3_steps_cost_one_encoded_frame_and_a_short_run(texture
         tracks = tracker.track(window(texture, t, 10, queries=queries))
         assert tracks.points.shape == (min(10, t + 1), 2, 2)
         assert tracks.visible.shape == (min(10, t + 1), 2)
-        np.testing.assert_array_equal(tracks.points[-1], queries)  # the query frame holds the queries
+        np.testing.assert_array_equal(tracks.points[-1], queries)  # pinned: the queries, not the grid
         assert tracker.base.encoded - before_enc == 1  # frame t only: the rest are cached
         anchor = ((t - 1) // 3) * 3  # the run reaches back to the last anchor before t
         assert tracker.model_frames - before_model == min(t, t - anchor) + 1

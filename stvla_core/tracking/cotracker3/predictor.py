@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stvla_core.tracking.base import TrackerUnavailableError, grid_points
+from stvla_core.tracking.base import TrackerUnavailableError
 from stvla_core.tracking.cotracker3.network import (
     CoTrackerThreeBase,
     CoTrackerThreeOffline,
@@ -29,11 +29,28 @@ CHECKPOINT_URLS = {
 WINDOW_LEN = {"offline": 60, "online": 16}
 # Official predictor thresholds: offline keeps vis > 0.9, online keeps vis * confidence > 0.6.
 VIS_THRESHOLD = {"offline": 0.9, "online": 0.6}
+# Official support grid side added to given queries: offline always, online only if asked.
+SUPPORT_GRID = {"offline": 6, "online": 0}
 BACKENDS = ("native", "official")
 
 
 def _variant(online: bool) -> str:
     return "online" if online else "offline"
+
+
+def support_grid_points(resolution: tuple[int, int], side: int) -> np.ndarray:
+    """(side*side, 2) float32 (x, y) model pixels of the official support grid (`get_points_on_a_grid`),
+    row by row: a margin of W/64 on every side, spanning m..W-m and m..H-m (so 8..504 x 8..376 at
+    384 x 512), one point at the centre when side is 1. Parity needs this exact formula: the
+    network's answer for the queries depends on where the support points sit."""
+    h, w = resolution
+    if side == 1:
+        return np.array([[w / 2, h / 2]], np.float32)
+    m = w / 64
+    xs = np.linspace(m, w - m, side, dtype=np.float32)
+    ys = np.linspace(m, h - m, side, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
 def _hub_path(url: str) -> Path:
@@ -91,12 +108,17 @@ def build_network(
 
 @dataclass
 class PredictorConfig:
+    """Defaults give the official predictors' tracks. Online, two settings depart from them on
+    purpose, as the official offline predictor does: `support_grid=6` gives a few given queries
+    context; `pin_queries=True` makes every trace end on its query point, visible."""
+
     checkpoint: str | None = None  # local .pth; None = official URL via torch hub cache
     pretrained: bool = True  # False = random weights (tests, benchmarks)
     online: bool = True  # online model (window 16, step 8) or offline model (window 60)
     model_resolution: tuple[int, int] = (384, 512)
     iters: int = 6  # transformer updates per window, as the official predictor
-    support_grid: int = 6  # extra grid of points tracked alongside given queries (official)
+    support_grid: int | None = None  # side of the grid tracked with given queries; None = official
+    pin_queries: bool | None = None  # query frame = the queries, visible; None = official (offline)
     backend: str = "native"
     device: str = "cpu"
     seed: int = 0  # random weights when pretrained=False
@@ -120,6 +142,10 @@ class CoTracker3Predictor:
             self.model.load_state_dict(state, strict=True)
         self.model.eval().to(cfg.device)
         self.vis_threshold = VIS_THRESHOLD[_variant(cfg.online)]
+        self.support_grid = (
+            SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
+        )
+        self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
 
     @property
     def native(self) -> bool:
@@ -158,19 +184,22 @@ class CoTracker3Predictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Track (N, 2) (x, y) frame-pixel queries lying on `query_frame` through a clip of frames
         of `size` (H, W), given as cached `fmaps` (T, 128, h, w) or raw `frames`. `support` adds the
-        official support grid (context for a few given queries; pointless for a dense grid).
+        support grid (if the config has one) on frame 0, as the official predictor places it
+        (context for a few given queries; pointless for a dense grid).
 
-        Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool; at the query frame
-        each point is its query and visible (as the official predictor)."""
+        Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool. At the query frame
+        each point is its query and visible if `pin_queries` (official offline), else the network's
+        own answer (official online)."""
         if queries.ndim != 2 or queries.shape[1] != 2:
             raise ValueError(f"cotracker3 queries: expected (N, 2), found {queries.shape}")
         cfg = self.config
         s = self.scale(size)
         q = queries.astype(np.float32) * s
         n = len(q)
-        if support and cfg.support_grid:
-            q = np.concatenate([q, grid_points(cfg.model_resolution, cfg.support_grid, 8.0)])
-        q3 = np.concatenate([np.full((len(q), 1), query_frame, np.float32), q], axis=1)
+        q3 = np.concatenate([np.full((n, 1), query_frame, np.float32), q], axis=1)
+        if support and self.support_grid:
+            grid = support_grid_points(cfg.model_resolution, self.support_grid)
+            q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
         qt = torch.from_numpy(q3)[None].to(cfg.device)
         if fmaps is not None and self.native:
             xy, vis, conf = self.model.track(fmaps[None], qt, cfg.iters)
@@ -182,6 +211,7 @@ class CoTracker3Predictor:
             vis = vis * conf
         points = (xy[0, :, :n].float().cpu().numpy() / s).astype(np.float32)
         visible = vis[0, :, :n].float().cpu().numpy() > self.vis_threshold
-        points[query_frame] = queries
-        visible[query_frame] = True
+        if self.pin_queries:
+            points[query_frame] = queries
+            visible[query_frame] = True
         return points, visible
