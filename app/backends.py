@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 
 from app.settings import AppSettings
+from stvla_core.model.shipped import STVLA_S_NAME
 from stvla_core.policy import Policy, PolicyConfig
 from stvla_core.traces import TraceConfig
 
@@ -57,7 +58,10 @@ class Backends:
         if policy is None:
             try:
                 policy = Policy.from_pretrained(settings.policy)
-                states.append(BackendState("policy", settings.policy, "active", "checkpoint loaded"))
+                detail = (
+                    "trained ST-VLA-S (shipped)" if settings.policy == STVLA_S_NAME else "checkpoint loaded"
+                )
+                states.append(BackendState("policy", settings.policy, "active", detail))
             except Exception as e:  # any load failure: report it and keep the offline default
                 states.append(
                     BackendState("policy", settings.policy, "failed", f"{e}; using the tiny policy")

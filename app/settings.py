@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from stvla_core.model.shipped import default_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EPISODES = REPO / "assets" / "episodes"
@@ -28,7 +30,10 @@ _ENV = {
     ),
     "depth": ("STVLA_DEPTH", "default depth source (episode, zoedepth, depth_anything)"),
     "depth_model": ("STVLA_DEPTH_MODEL", "depth model folder or hub id for zoedepth/depth_anything"),
-    "policy": ("STVLA_POLICY", "SpatialVLA/ST-VLA checkpoint folder or hub id; 'tiny' = untrained tiny"),
+    "policy": (
+        "STVLA_POLICY",
+        "SpatialVLA/ST-VLA checkpoint folder or hub id; 'stvla-s' = the shipped trained model (default), 'tiny' = untrained tiny",
+    ),
     "lora": ("STVLA_LORA", "LoRA adapter folder loaded into the policy"),
     "max_upload_mb": ("STVLA_MAX_UPLOAD_MB", "largest episode upload accepted, in MB"),
     "cache_episodes": ("STVLA_CACHE_EPISODES", "how many (episode, settings) results stay cached"),
@@ -45,7 +50,7 @@ class AppSettings:
     cotracker_checkpoint: str = ""  # empty: the tracker's own default
     depth: str = "episode"
     depth_model: str = ""  # empty: the depth source's own default (Intel/zoedepth-nyu-kitti)
-    policy: str = "tiny"
+    policy: str = field(default_factory=default_checkpoint)  # "stvla-s" when shipped, else "tiny"
     lora: str = ""
     max_upload_mb: int = 512
     cache_episodes: int = 6

@@ -11,6 +11,7 @@ token ids, per-token probabilities, top alternatives and decoded grid cells."""
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +22,18 @@ import torch
 from stvla_core.episodes import Episode
 from stvla_core.model.action_tokenizer import DecodedToken
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
-from stvla_core.model.processing_spatialvla import DEFAULT_UNNORM_KEY, SpatialVLAProcessor, check_rgb
+from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, check_rgb
+from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME, stvla_s_available
 from stvla_core.model.tiny import processor_for, tiny_model
 from stvla_core.traces import VARIANTS, TraceConfig, TracedFrame, TracePipeline
 
 DEPTH_MODES = ("traced", *VARIANTS, "raw", "model")  # traced = the trace config's variant
+TRACE_FILE = "trace_config.json"  # the trace settings a checkpoint was trained with
 
 
 @dataclass
 class PolicyConfig:
-    unnorm_key: str = DEFAULT_UNNORM_KEY
+    unnorm_key: str | None = None  # None: the checkpoint's own (Bridge's when it has several)
     depth: str = "traced"  # one of DEPTH_MODES; "model" is plain SpatialVLA (its own ZoeDepth)
     action_ensemble: bool = True
     ensemble_temp: float = -0.8  # SimplerEnv's SpatialVLA setting
@@ -115,11 +118,25 @@ class Policy:
         device: str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Policy:
+        """A checkpoint folder or hub id ("stvla-s": the shipped trained model). Without a
+        config, a checkpoint that records its training trace settings (trace_config.json) gets
+        those, so its traced depth is drawn as in training."""
         from stvla_core.model.modeling_spatialvla import resolve_checkpoint
 
+        if str(path_or_id) == STVLA_S_NAME:
+            if not stvla_s_available():
+                raise FileNotFoundError(f"the shipped ST-VLA-S model is missing from {STVLA_S_DIR}")
+            path_or_id = STVLA_S_DIR
         root = resolve_checkpoint(path_or_id)
         model = SpatialVLAForConditionalGeneration.from_pretrained(root, device, dtype)
+        if config is None and (root / TRACE_FILE).is_file():
+            config = PolicyConfig(trace=TraceConfig(**json.loads((root / TRACE_FILE).read_text())))
         return cls(model, processor_for(model, root), config)
+
+    @classmethod
+    def default(cls, config: PolicyConfig | None = None) -> Policy:
+        """ST-VLA-S when shipped, else the untrained tiny model."""
+        return cls.from_pretrained(STVLA_S_NAME, config) if stvla_s_available() else cls.tiny(config)
 
     # -- closed loop ------------------------------------------------------------------------
     def reset(self, instruction: str, intrinsics: np.ndarray | None = None) -> None:

@@ -31,7 +31,9 @@ def _episodes() -> list:
     out = []
     for i in range(4):
         right = i % 2 == 0
-        ep = translating_episode(t=8 + i, h=224, w=224, dx=2.0 if right else 0.0, dy=0.0 if right else 2.0, name=f"e{i}")
+        ep = translating_episode(
+            t=8 + i, h=224, w=224, dx=2.0 if right else 0.0, dy=0.0 if right else 2.0, name=f"e{i}"
+        )
         ep.instruction = TASKS[i % 2]
         a = np.zeros((ep.num_frames, 7), np.float32)
         a[:, 0 if right else 1] = 0.01 + 0.001 * np.arange(ep.num_frames)
@@ -58,7 +60,9 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pack(dataset: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pack") / "pack"
-    return prepare_pack(PackConfig(str(dataset), str(out), modes=["none", "raw", "C"], val_fraction=0.5, workers=1))
+    return prepare_pack(
+        PackConfig(str(dataset), str(out), modes=["none", "raw", "C"], val_fraction=0.5, workers=1)
+    )
 
 
 # -- grid fitting ------------------------------------------------------------------------------
@@ -72,7 +76,9 @@ def test_statistics_quantiles_and_constant_dimensions() -> None:
     # gripper is never normalised
     assert s["mask"] == [True, False, False, False, False, False, False]
     stats = ActionStatistics.from_dict(s)
-    assert stats.normalize(np.array([0.98, 0, 0, 0, 0, 0, 1.0])).tolist() == pytest.approx([1, 0, 0, 0, 0, 0, 1])
+    assert stats.normalize(np.array([0.98, 0, 0, 0, 0, 0, 1.0])).tolist() == pytest.approx(
+        [1, 0, 0, 0, 0, 0, 1]
+    )
 
 
 def test_gaussian_params_hand_computed() -> None:
@@ -165,8 +171,20 @@ def test_sharded_weights_round_trip(tmp_path: Path) -> None:
 # -- training ---------------------------------------------------------------------------------
 def _config(pack: Path, run: Path, **kw) -> TrainConfig:
     base = dict(
-        pack=str(pack), run_dir=str(run), hidden=32, layers=2, heads=2, steps=12, batch_size=8, learning_rate=2e-3,
-        warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6, val_samples=16, decode_workers=1,
+        pack=str(pack),
+        run_dir=str(run),
+        hidden=32,
+        layers=2,
+        heads=2,
+        steps=12,
+        batch_size=8,
+        learning_rate=2e-3,
+        warmup_steps=2,
+        log_every=2,
+        eval_every=6,
+        checkpoint_every=6,
+        val_samples=16,
+        decode_workers=1,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -180,9 +198,12 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 
 @pytest.mark.slow
 def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
-    # one fixed batch (batch_size >= train frames): the loss must fall
-    summary = train(_config(pack, tmp_path / "a", batch_size=64), progress=lambda m: None)
-    assert summary["last_loss"] < 0.7 * summary["first_loss"]
+    # 18 training frames: the loss must fall far below chance (log 8454 = 9.04)
+    summary = train(
+        _config(pack, tmp_path / "a", steps=24, learning_rate=5e-3, checkpoint_every=24),
+        progress=lambda m: None,
+    )
+    assert summary["first_loss"] > 8.0 and summary["last_loss"] < 0.6 * summary["first_loss"]
     assert summary["final_eval"]["val_action_l1"] >= 0 and "baseline_mean_action_l1" in summary["final_eval"]
     model_dir = tmp_path / "a" / "model"
     assert (model_dir / "processor_config.json").is_file() and (model_dir / "config.json").is_file()
@@ -199,10 +220,14 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     train(_config(pack, tmp_path / "b", steps=6), progress=lambda m: None)
     assert [c.name for c in complete_checkpoints(tmp_path / "b")] == ["step_000006"]
     resumed = train(_config(pack, tmp_path / "b"), progress=lambda m: None)
-    straight = train(_config(pack, tmp_path / "c"), progress=lambda m: None)
+    train(_config(pack, tmp_path / "c"), progress=lambda m: None)
     assert resumed["resumed_from"] == 6
-    a = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "b" / "checkpoints" / "step_000012", "cpu")
-    b = SpatialVLAForConditionalGeneration.from_pretrained(tmp_path / "c" / "checkpoints" / "step_000012", "cpu")
+    a = SpatialVLAForConditionalGeneration.from_pretrained(
+        tmp_path / "b" / "checkpoints" / "step_000012", "cpu"
+    )
+    b = SpatialVLAForConditionalGeneration.from_pretrained(
+        tmp_path / "c" / "checkpoints" / "step_000012", "cpu"
+    )
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(x, y, atol=1e-5), k
     rows = [json.loads(r) for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]

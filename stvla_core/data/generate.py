@@ -78,7 +78,9 @@ def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]
         else:
             failed.append(seed)
     if kept:
-        writer.write_shard(shard, kept, {"task": task, "seeds": [seeds.start, seeds.stop], "failed_seeds": failed})
+        writer.write_shard(
+            shard, kept, {"task": task, "seeds": [seeds.start, seeds.stop], "failed_seeds": failed}
+        )
     else:  # nothing to write: remember the failures anyway
         writer.staging.mkdir(parents=True, exist_ok=True)
         (writer.staging / f"shard-{shard:03d}.empty.json").write_text(json.dumps({"failed_seeds": failed}))
@@ -110,7 +112,9 @@ def generate(config: GenerateConfig, progress: Callable[[str], None] = print) ->
                 for _ in range(n):
                     k = next_shard[task]
                     if k >= MAX_SHARDS_PER_TASK:
-                        raise RuntimeError(f"{task}: the expert succeeded too rarely ({successes[task]}/{attempts[task]})")
+                        raise RuntimeError(
+                            f"{task}: the expert succeeded too rarely ({successes[task]}/{attempts[task]})"
+                        )
                     next_shard[task] += 1
                     todo.append((asdict(config), task, ti * MAX_SHARDS_PER_TASK + k))
             if not todo:

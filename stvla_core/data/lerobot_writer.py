@@ -159,7 +159,9 @@ class LeRobotWriter:
             pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
             os.replace(tmp, data)
             src = self.root / VIDEO_PATH.format(video_key=self.video_key, chunk_index=CHUNK, file_index=shard)
-            dst = self.root / VIDEO_PATH.format(video_key=self.video_key, chunk_index=CHUNK, file_index=file_index)
+            dst = self.root / VIDEO_PATH.format(
+                video_key=self.video_key, chunk_index=CHUNK, file_index=file_index
+            )
             if src != dst:
                 os.replace(src, dst)
             for e in listing:
@@ -186,7 +188,9 @@ class LeRobotWriter:
         pd.DataFrame(episodes).to_parquet(tmp, index=False)
         os.replace(tmp, ep_file)
         tmp = _atomic(meta / "tasks.parquet")
-        pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task")).to_parquet(tmp)
+        pd.DataFrame(
+            {"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task")
+        ).to_parquet(tmp)
         os.replace(tmp, meta / "tasks.parquet")
         intrinsics = next((self.shard_listing(s)["report"].get("intrinsics") for s in shards), None)
         info = self._info(len(episodes), index, len(tasks), state_names, extra_info, intrinsics)
@@ -252,7 +256,11 @@ class LeRobotWriter:
                         "lossless": "ManiSkill renders int16 millimetres; stored unchanged",
                     },
                 },
-                "action": {"dtype": "float32", "shape": [7], "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]},
+                "action": {
+                    "dtype": "float32",
+                    "shape": [7],
+                    "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+                },
                 "observation.state": {"dtype": "float32", "shape": [len(state_names)], "names": state_names},
                 "timestamp": {"dtype": "float32", "shape": [1], "names": None},
                 "frame_index": {"dtype": "int64", "shape": [1], "names": None},

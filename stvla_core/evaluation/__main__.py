@@ -13,7 +13,13 @@ import json
 import sys
 from typing import Any
 
-from stvla_core.evaluation.closed_loop import EVAL_SEED_START, TASKS, ClosedLoopConfig, MissingAssetsError, download_command
+from stvla_core.evaluation.closed_loop import (
+    EVAL_SEED_START,
+    TASKS,
+    ClosedLoopConfig,
+    MissingAssetsError,
+    download_command,
+)
 from stvla_core.evaluation.offline import OfflineConfig
 from stvla_core.evaluation.policies import POLICIES
 from stvla_core.evaluation.results import ResultsError, compare_runs, to_markdown
@@ -39,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--episodes", type=int, default=10, help="episodes per task")
     cl.add_argument("--max-steps", type=int, default=None, help="default: the task's own limit")
     cl.add_argument(
-        "--seed", type=int, default=EVAL_SEED_START, help="first episode seed (default: the held-out evaluation range)"
+        "--seed",
+        type=int,
+        default=EVAL_SEED_START,
+        help="first episode seed (default: the held-out evaluation range)",
     )
     cl.add_argument("--image-size", type=int, default=None, help="default: the task setup's camera size")
     cl.add_argument("--action-scale", type=float, default=1.0)

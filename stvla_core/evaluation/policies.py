@@ -144,7 +144,7 @@ def lazy(target: str) -> Callable[..., Policy]:
 
 @POLICIES.register("stvla")
 def make_stvla(
-    checkpoint: str = "tiny",
+    checkpoint: str = "default",
     variant: str = "C",
     buffer: int = 30,
     tracker: str = "lk",
@@ -153,14 +153,18 @@ def make_stvla(
     seed: int = 0,
 ) -> Policy:
     """The ST-VLA policy from flat JSON settings: `checkpoint` a local folder or hub id of a
-    SpatialVLA checkpoint, or "tiny" (the untrained embedded default); the traced depth of
+    SpatialVLA checkpoint, "stvla-s" (the shipped trained model), "tiny" (untrained) or "default"
+    (stvla-s when shipped, else tiny); the traced depth of
     `variant` from a `buffer`-frame window; `depth_mode` "model" gives plain SpatialVLA."""
+    from stvla_core.model.shipped import default_checkpoint
     from stvla_core.policy import Policy as STVLAPolicy
     from stvla_core.policy import PolicyConfig
     from stvla_core.traces import TraceConfig
 
     trace = TraceConfig(buffer=buffer, tracker=tracker, depth=depth_source, variant=variant)
     config = PolicyConfig(depth=depth_mode, trace=trace)
+    if checkpoint == "default":
+        checkpoint = default_checkpoint()
     if checkpoint == "tiny":
         return STVLAPolicy.tiny(config, seed)
     return STVLAPolicy.from_pretrained(checkpoint, config)

@@ -296,7 +296,9 @@ def stvla_s_config(hidden: int = 256, layers: int = 6, heads: int = 4) -> Spatia
     )
     text.pop("layer_types", None)  # rebuilt for the new depth
     vision = tiny.vision_config.to_dict()
-    vision.update(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=heads)
+    vision.update(
+        hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=heads
+    )
     return SpatialVLAConfig(
         text_config=text,
         vision_config=vision,

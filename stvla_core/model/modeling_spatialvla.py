@@ -379,7 +379,8 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {
-            k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.official_state_dict().items()
+            k: v.detach().to(dtype or v.dtype).contiguous().cpu()
+            for k, v in self.official_state_dict().items()
         }
         shards: list[dict[str, torch.Tensor]] = [{}]
         size = 0

@@ -290,9 +290,7 @@ def expert_task(task: str) -> str:
     """The env id of a task the expert can demonstrate (short names pick/stack/push/pull too)."""
     env_id = SHORT_NAMES.get(task, task)
     if env_id not in SCRIPTS:
-        raise ValueError(
-            f"task: expected one of {', '.join([*SHORT_NAMES, *SCRIPTS])}, found {task!r}"
-        )
+        raise ValueError(f"task: expected one of {', '.join([*SHORT_NAMES, *SCRIPTS])}, found {task!r}")
     return env_id
 
 

@@ -75,9 +75,14 @@ TASKS: dict[str, TaskSpec] = {
             shown=("goal_site",),
             **_PANDA,
         ),
-        TaskSpec("PushCube-v1", instruction="push the cube to the red and white target", max_steps=80, **_PANDA),
         TaskSpec(
-            "PullCube-v1", instruction="pull the cube back to the red and white target", max_steps=80, **_PANDA
+            "PushCube-v1", instruction="push the cube to the red and white target", max_steps=80, **_PANDA
+        ),
+        TaskSpec(
+            "PullCube-v1",
+            instruction="pull the cube back to the red and white target",
+            max_steps=80,
+            **_PANDA,
         ),
         TaskSpec("StackCube-v1", instruction="stack the red cube on the green cube", max_steps=100, **_PANDA),
         TaskSpec("PutSpoonOnTableClothInScene-v1", **_BRIDGE),

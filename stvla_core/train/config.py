@@ -38,11 +38,26 @@ class TrainConfig:
     chunk_size: int = 4
     decode_workers: int = 0  # processes decoding the pack's videos; 0: the CPU count
     resume: bool = True
+    # > 0: measure the first steps' speed and train only as many steps as fit this many seconds
+    # (the learning-rate schedule is laid over that count); for machines leased by the minute
+    time_budget_s: float = 0.0
 
     def validate(self) -> None:
         if self.depth_mode not in DEPTH_MODES:
-            raise ValueError(f"depth_mode: expected one of {', '.join(DEPTH_MODES)}, found {self.depth_mode!r}")
-        for name in ("hidden", "layers", "heads", "steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "chunk_size"):
+            raise ValueError(
+                f"depth_mode: expected one of {', '.join(DEPTH_MODES)}, found {self.depth_mode!r}"
+            )
+        for name in (
+            "hidden",
+            "layers",
+            "heads",
+            "steps",
+            "batch_size",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "chunk_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, found {getattr(self, name)}")
         if self.hidden % self.heads:

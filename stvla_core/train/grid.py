@@ -80,7 +80,11 @@ def write_processor_config(
     """A processor_config.json for a byte-tokenizer model whose action vocabulary is fitted to
     `actions`, with `unnorm_key` as its only (and so default) dataset and camera."""
     stats, gs, grid = fit_grid(actions)
-    camera = {"intrinsic": np.asarray(intrinsics, np.float64).tolist(), "height": image_hw[0], "width": image_hw[1]}
+    camera = {
+        "intrinsic": np.asarray(intrinsics, np.float64).tolist(),
+        "height": image_hw[0],
+        "width": image_hw[1],
+    }
     config = {
         "_comment": comment,
         "processor_class": "SpatialVLAProcessor",

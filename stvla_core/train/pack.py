@@ -96,7 +96,9 @@ def _pack_episode(args: tuple[dict[str, Any], int]) -> dict[str, np.ndarray]:
             d = frame.depth if m == "raw" else frame.traced[m]
             if d.shape != (s, s):  # as the processor resizes: nearest, keeping trace values exact
                 d = cv2.resize(d, (s, s), interpolation=cv2.INTER_NEAREST)
-            pooled = pool_depth(torch.from_numpy(np.ascontiguousarray(d))[None, None], s, config.patch_size, config.ego3d_reso)
+            pooled = pool_depth(
+                torch.from_numpy(np.ascontiguousarray(d))[None, None], s, config.patch_size, config.ego3d_reso
+            )
             out[m][t] = quantize_depth(pooled[0, 0])
     return {"actions": ep.actions.astype(np.float32), **{f"depth_{m}": v for m, v in out.items()}}
 
@@ -124,7 +126,9 @@ def prepare_pack(config: PackConfig, progress: Any = print) -> Path:
     by_task: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_task.setdefault(str(list(r["tasks"])[0]), []).append(i)
-    val = {i for ids in by_task.values() for i in ids[len(ids) - int(round(len(ids) * config.val_fraction)) :]}
+    val = {
+        i for ids in by_task.values() for i in ids[len(ids) - int(round(len(ids) * config.val_fraction)) :]
+    }
     episodes, videos = [], set()
     for i, r in enumerate(rows):
         video = info["video_path"].format(
@@ -210,7 +214,9 @@ def load_pack(path: str | Path, modes: list[str] | None = None, workers: int | N
     """Read a pack; its videos are decoded in `workers` processes (default: the CPU count)."""
     root = Path(path)
     if not (root / META).is_file():
-        raise FileNotFoundError(f"{root} is not a training pack (no {META}); make one with `python -m stvla_core.train prepare`")
+        raise FileNotFoundError(
+            f"{root} is not a training pack (no {META}); make one with `python -m stvla_core.train prepare`"
+        )
     meta = json.loads((root / META).read_text())
     data = np.load(root / SAMPLES)
     modes = modes or list(meta["config"]["modes"])

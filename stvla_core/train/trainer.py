@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from stvla_core.finetune.trainer import Batch, action_logits
 from stvla_core.model.configuration_spatialvla import stvla_s_config
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
 from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, scale_intrinsics
+from stvla_core.policy import TRACE_FILE
+from stvla_core.traces import VARIANTS
 from stvla_core.train.config import TrainConfig
 from stvla_core.train.grid import write_processor_config
 from stvla_core.train.pack import Pack, load_pack
@@ -77,11 +79,15 @@ def chunk_indices(episode: np.ndarray, k: int) -> np.ndarray:
     return np.minimum(idx, last[:, None])
 
 
-def to_device(pack: Pack, processor: SpatialVLAProcessor, config: TrainConfig, device: torch.device) -> DeviceData:
+def to_device(
+    pack: Pack, processor: SpatialVLAProcessor, config: TrainConfig, device: torch.device
+) -> DeviceData:
     s = processor.image_size
     frames = pack.frames
     if frames.shape[1:3] != (s, s):
-        raise ValueError(f"pack frames are {frames.shape[1:3]}, the model takes {s}x{s}; make the pack at that size")
+        raise ValueError(
+            f"pack frames are {frames.shape[1:3]}, the model takes {s}x{s}; make the pack at that size"
+        )
     stats = processor.stats(config.unnorm_key)
     chunks = pack.actions[chunk_indices(pack.episode, processor.action_chunk_size)]  # (N, k, 7)
     n, k = chunks.shape[:2]
@@ -97,7 +103,9 @@ def to_device(pack: Pack, processor: SpatialVLAProcessor, config: TrainConfig, d
         p = prompts[task_of[i]]
         pad[i] = length - len(p) - 3 * k
         ids[i, pad[i] :] = np.r_[p, targets[i]]
-    k_model = scale_intrinsics(np.asarray(pack.meta["intrinsics"], np.float64), tuple(pack.meta["frame_hw"]), (s, s))
+    k_model = scale_intrinsics(
+        np.asarray(pack.meta["intrinsics"], np.float64), tuple(pack.meta["frame_hw"]), (s, s)
+    )
     return DeviceData(
         torch.from_numpy(frames).to(device),
         torch.from_numpy(pack.depth[config.depth_mode]).unsqueeze(1).to(device),
@@ -176,7 +184,9 @@ def evaluate(
         batch = make_batch(data, sel)
         with autocast():
             logits = action_logits(model, batch)
-        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1)).item() * len(sel))
+        losses.append(
+            F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1)).item() * len(sel)
+        )
         tokens = constrained_argmax(logits, ranges)[:, :3].cpu().numpy()
         preds += [processor.decode_actions(t, config.unnorm_key).actions[0] for t in tokens]
     model.train()
@@ -200,11 +210,15 @@ def _write_text(path: Path, text: str) -> None:
 
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
-    found = [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()] if root.is_dir() else []
+    found = (
+        [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()] if root.is_dir() else []
+    )
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
-def save_checkpoint(run_dir: Path, step: int, model: SpatialVLAForConditionalGeneration, opt: torch.optim.Optimizer) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, model: SpatialVLAForConditionalGeneration, opt: torch.optim.Optimizer
+) -> Path:
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step_{step:06d}", root / f".tmp-step_{step:06d}-{os.getpid()}"
@@ -233,7 +247,17 @@ def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
     return rows
 
 
-_RESUMABLE = {"steps", "checkpoint_every", "log_every", "eval_every", "resume", "device", "decode_workers", "pack", "run_dir"}
+_RESUMABLE = {
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "eval_every",
+    "resume",
+    "device",
+    "decode_workers",
+    "pack",
+    "run_dir",
+}
 
 
 def _check_same_run(path: Path, config: TrainConfig) -> None:
@@ -265,7 +289,9 @@ def train(config: TrainConfig, progress: Progress = print) -> dict[str, Any]:
 def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     t_start = time.time()
     run_dir = Path(config.run_dir)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    )
     use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda")
 
     def autocast() -> Any:
@@ -273,11 +299,15 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
 
     done = complete_checkpoints(run_dir)
     if done and not config.resume:
-        raise FileExistsError(f"run_dir {run_dir} holds checkpoints (newest {done[-1].name}); resume or choose a new run_dir")
+        raise FileExistsError(
+            f"run_dir {run_dir} holds checkpoints (newest {done[-1].name}); resume or choose a new run_dir"
+        )
     if done:
         _check_same_run(run_dir / "config.json", config)
     pack = load_pack(config.pack, [config.depth_mode], config.decode_workers or None)
-    progress(f"pack: {len(pack.actions)} frames of {len(pack.meta['episodes'])} episodes, decoded in {time.time() - t_start:.1f} s")
+    progress(
+        f"pack: {len(pack.actions)} frames of {len(pack.meta['episodes'])} episodes, decoded in {time.time() - t_start:.1f} s"
+    )
     train_idx, val_idx = pack.split("train"), pack.split("val")
     proc_dir = run_dir / "processor"
     if not (proc_dir / "processor_config.json").is_file():
@@ -293,7 +323,11 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         )
     model_cfg = stvla_s_config(config.hidden, config.layers, config.heads)
     processor = SpatialVLAProcessor.from_pretrained(
-        proc_dir, model_cfg.image_token_index, model_cfg.action_token_begin_idx, model_cfg.image_size, model_cfg.num_image_tokens
+        proc_dir,
+        model_cfg.image_token_index,
+        model_cfg.action_token_begin_idx,
+        model_cfg.image_size,
+        model_cfg.num_image_tokens,
     )
     torch.manual_seed(config.seed)
     start = 0
@@ -301,7 +335,9 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         model = SpatialVLAForConditionalGeneration.from_pretrained(done[-1], device, torch.float32)
         start = json.loads((done[-1] / "state.json").read_text())["step"]
         if start > config.steps:
-            raise ValueError(f"run_dir {run_dir} holds step {start}, past steps={config.steps}; raise steps or use a new run_dir")
+            raise ValueError(
+                f"run_dir {run_dir} holds step {start}, past steps={config.steps}; raise steps or use a new run_dir"
+            )
     else:
         model = SpatialVLAForConditionalGeneration.build(model_cfg, device, torch.float32, seed=config.seed)
     model.train()
@@ -323,16 +359,27 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     data = to_device(pack, processor, config, device)
     mean_action = pack.actions[train_idx].mean(0)
     rng = np.random.default_rng(config.seed)
-    val_eval = np.sort(rng.choice(val_idx, size=min(config.val_samples, len(val_idx)), replace=False)) if len(val_idx) else val_idx
+    val_eval = (
+        np.sort(rng.choice(val_idx, size=min(config.val_samples, len(val_idx)), replace=False))
+        if len(val_idx)
+        else val_idx
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    progress(f"model: {n_params / 1e6:.2f} M parameters on {device} ({'bf16 autocast' if use_bf16 else 'fp32'})")
-    last = time.time()
+    progress(
+        f"model: {n_params / 1e6:.2f} M parameters on {device} ({'bf16 autocast' if use_bf16 else 'fp32'})"
+    )
+    last = t_train = time.time()
+    total = config.steps
     with metrics_path.open("a") as log:
         for step in range(start, config.steps):
+            if step >= total:
+                break
             lr = lr_at(config, step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            sel = torch.as_tensor(train_idx[batch_indices(len(train_idx), config.batch_size, config.seed, step)], device=device)
+            sel = torch.as_tensor(
+                train_idx[batch_indices(len(train_idx), config.batch_size, config.seed, step)], device=device
+            )
             batch = make_batch(data, sel)
             with autocast():
                 logits = action_logits(model, batch)
@@ -342,6 +389,12 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             n = step + 1
+            if config.time_budget_s > 0 and n == start + 20:
+                per_step = (time.time() - t_train) / 20
+                left = config.time_budget_s - (time.time() - t_start) - 30  # export and margin
+                total = min(config.steps, n + max(0, int(left / (per_step * 1.1))))
+                config = replace(config, steps=total)
+                progress(f"time budget: {per_step * 1000:.0f} ms per step, training {total} steps")
             if n % config.log_every == 0 or n == config.steps:
                 value = loss.item()
                 if not math.isfinite(value):
@@ -350,9 +403,22 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
                 now = time.time()
                 rate = config.log_every * config.batch_size / max(now - last, 1e-9)
                 last = now
-                log.write(json.dumps({"step": n, "loss": value, "action_accuracy": acc, "lr": lr, "samples_per_s": round(rate, 1)}) + "\n")
+                log.write(
+                    json.dumps(
+                        {
+                            "step": n,
+                            "loss": value,
+                            "action_accuracy": acc,
+                            "lr": lr,
+                            "samples_per_s": round(rate, 1),
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
-                progress(f"step {n}/{config.steps} loss {value:.4f} acc {acc:.3f} lr {lr:.2e} {rate:.0f} samples/s")
+                progress(
+                    f"step {n}/{config.steps} loss {value:.4f} acc {acc:.3f} lr {lr:.2e} {rate:.0f} samples/s"
+                )
             if len(val_eval) and (n % config.eval_every == 0 or n == config.steps):
                 row = {"step": n, **evaluate(model, data, processor, val_eval, mean_action, config, autocast)}
                 log.write(json.dumps(row) + "\n")
@@ -369,6 +435,10 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, torch.bfloat16, SHARD_BYTES)
     shutil.copy2(proc_dir / "processor_config.json", tmp / "processor_config.json")
+    trace = dict(pack.meta["config"]["trace"])
+    if config.depth_mode in VARIANTS:
+        trace["variant"] = config.depth_mode
+    (tmp / TRACE_FILE).write_text(json.dumps(trace, indent=2) + "\n")
     shutil.rmtree(export, ignore_errors=True)
     os.rename(tmp, export)
     rows = _read_metrics(metrics_path, config.steps)
