@@ -234,3 +234,22 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
     with pytest.raises(ValueError, match="cannot resume"):
         train(replace(_config(pack, tmp_path / "b"), learning_rate=1e-2), progress=lambda m: None)
+
+
+def test_holding_still_decodes_to_zero() -> None:
+    # a quarter of the actions hold still and few turn, all one way (as the scripted expert):
+    # the zero bins give the hold back within 1e-3 of the range, and positive turns survive
+    rng = np.random.default_rng(2)
+    a = np.zeros((4000, 7))
+    a[1000:, :3] = rng.normal(0, 0.01, (3000, 3))
+    a[:200, 5] = -0.15
+    a[200:240, 5] = 0.1
+    stats, _, grid = fit_grid(a)
+    assert stats["action"]["q01"][5] == -stats["action"]["q99"][5] == pytest.approx(-0.15)
+    from stvla_core.model.action_tokenizer import SpatialActionTokenizer
+
+    tok, st = SpatialActionTokenizer(grid, 0), ActionStatistics.from_dict(stats)
+    back = st.unnormalize(tok.decode(tok.encode(st.normalize(a))))
+    assert np.abs(back[240:1000, :6]).max() < 1e-3 * 0.03
+    assert back[200:240, 5].min() > 0.05
+    assert grid.edges["r_bins"][:2].tolist() == [0.0, 1e-3]

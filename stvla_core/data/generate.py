@@ -10,6 +10,7 @@ re-run with the same settings skips the shards already written (resumable)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -87,6 +88,18 @@ def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]
     return shard, len(kept), len(seeds)
 
 
+def _written(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int] | None:
+    """(shard, successes, attempts) of a shard an earlier, interrupted run already wrote."""
+    cfg, _, shard = args
+    staging = Path(cfg["out"]) / ".shards"
+    for name in (f"shard-{shard:03d}.json", f"shard-{shard:03d}.empty.json"):
+        if (staging / name).is_file():
+            data = json.loads((staging / name).read_text())
+            kept = len(data.get("episodes", []))
+            return shard, kept, kept + len(data.get("report", data).get("failed_seeds", []))
+    return None
+
+
 def generate(config: GenerateConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Record and write the dataset; returns the expert's per-task success summary."""
     config.validate()
@@ -119,7 +132,9 @@ def generate(config: GenerateConfig, progress: Callable[[str], None] = print) ->
                     todo.append((asdict(config), task, ti * MAX_SHARDS_PER_TASK + k))
             if not todo:
                 break
-            for shard, ok, tried in pool.imap_unordered(_record_shard, todo):
+            earlier = [w for w in map(_written, todo) if w is not None]
+            fresh = [t for t in todo if _written(t) is None]
+            for shard, ok, tried in itertools.chain(earlier, pool.imap_unordered(_record_shard, fresh)):
                 task = config.tasks[shard // MAX_SHARDS_PER_TASK]
                 successes[task] += ok
                 attempts[task] += tried

@@ -5,7 +5,16 @@ As in SpatialVLA: translations (x, y, z) normalised to [-1, 1] become spherical 
 and each of theta, phi, r, roll, pitch, yaw gets a Gaussian (mean and standard deviation of the
 dataset's values); bin edges are that Gaussian's equal-mass quantiles, so every token is about
 equally frequent. A dimension that never varies (roll and pitch of a yaw-only expert) is left
-unnormalised (mask false) and its grid gets `min_sigma`, so its value 0 decodes back to ~0."""
+unnormalised (mask false).
+
+Two departures from SpatialVLA's recipe, both so that a policy can hold still (a quarter of a
+scripted expert's actions move nothing, and most of its actions turn nothing):
+- normalisation bounds are symmetric, -b..b with b = max(|q01|, |q99|), so 0 stays 0 (with
+  q01 = -0.18 and q99 = 0 for yaw, a zero turn would map to +1 and every positive turn be lost);
+- an axis whose values are exactly 0 in at least `ZERO_FRACTION` of the actions gets a bin of
+  its own around 0 ([-1e-3, 1e-3], or [0, 1e-3] for r), decoded back to (nearly) 0; the other
+  bins are Gaussian quantiles of the non-zero values on each side. With plain bin centres a
+  hold would decode to a drift of half the first bin (2 mm per step downwards, measured)."""
 
 from __future__ import annotations
 
@@ -15,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from stvla_core.model.action_tokenizer import ActionGrid, ActionStatistics, cartesian_to_spherical
+from stvla_core.model.action_tokenizer import (
+    ActionGrid,
+    ActionStatistics,
+    cartesian_to_spherical,
+    gaussian_edges,
+)
 from stvla_core.model.processing_spatialvla import PROCESSOR_FILE
 
 # the official grid sizes: 16 x 32 x 8 translation cells, 16^3 rotation cells, 2 gripper tokens
@@ -27,6 +41,9 @@ NUM_BINS = {
 }
 MIN_SIGMA = 0.05
 CONSTANT_SPAN = 1e-6  # q99 - q01 below this: the dimension does not vary
+ZERO_FRACTION = 0.05
+ZERO_BIN = 1e-3  # half-width of the bin reserved for 0 (normalised units)
+AXIS_RANGES = {"theta": (0.0, np.pi), "phi": (-np.pi, np.pi), "r": (0.0, np.sqrt(3.0))}
 
 
 def action_statistics(actions: np.ndarray) -> dict[str, Any]:
@@ -37,9 +54,11 @@ def action_statistics(actions: np.ndarray) -> dict[str, Any]:
         raise ValueError(f"actions: expected (N >= 2, 7), found {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError("actions hold NaN or inf")
-    q01, q99 = np.quantile(a, 0.01, axis=0), np.quantile(a, 0.99, axis=0)
-    mask = (q99 - q01) > CONSTANT_SPAN
+    bound = np.maximum(np.abs(np.quantile(a, 0.01, axis=0)), np.abs(np.quantile(a, 0.99, axis=0)))
+    q01, q99 = -bound, bound
+    mask = bound > CONSTANT_SPAN
     mask[6] = False
+    q01[6], q99[6] = 0.0, 1.0
     return {
         "action": {
             "mean": a.mean(0).tolist(),
@@ -53,10 +72,42 @@ def action_statistics(actions: np.ndarray) -> dict[str, Any]:
 
 def gaussian_params(normalized: np.ndarray, min_sigma: float = MIN_SIGMA) -> dict[str, dict[str, float]]:
     """(N, 7) normalised actions -> {"theta"|"phi"|"r"|"roll"|"pitch"|"yaw": {"mu", "sigma"}}."""
+    return {
+        k: {"mu": float(v.mean()), "sigma": float(max(v.std(), min_sigma))}
+        for k, v in _axis_values(normalized).items()
+    }
+
+
+def _axis_values(normalized: np.ndarray) -> dict[str, np.ndarray]:
     tpr = cartesian_to_spherical(normalized[:, :3])
-    values = {"theta": tpr[:, 0], "phi": tpr[:, 1], "r": tpr[:, 2]}
-    values.update({"roll": normalized[:, 3], "pitch": normalized[:, 4], "yaw": normalized[:, 5]})
-    return {k: {"mu": float(v.mean()), "sigma": float(max(v.std(), min_sigma))} for k, v in values.items()}
+    return {
+        "theta": tpr[:, 0],
+        "phi": tpr[:, 1],
+        "r": tpr[:, 2],
+        "roll": normalized[:, 3],
+        "pitch": normalized[:, 4],
+        "yaw": normalized[:, 5],
+    }
+
+
+def _gauss(v: np.ndarray, min_sigma: float) -> tuple[float, float]:
+    return (float(v.mean()), float(max(v.std(), min_sigma))) if len(v) else (0.0, min_sigma)
+
+
+def axis_edges(values: np.ndarray, lo: float, hi: float, n: int, min_sigma: float = MIN_SIGMA) -> np.ndarray:
+    """n + 1 bin edges over [lo, hi] for one axis's values (module docstring: a zero bin when 0
+    is frequent, Gaussian quantiles elsewhere)."""
+    zero = values == 0
+    if zero.mean() < ZERO_FRACTION or not lo <= 0 <= hi or n < 3:
+        return gaussian_edges(*_gauss(values, min_sigma), lo, hi, n)
+    rest = values[~zero]
+    if lo == 0:  # r: the zero bin is [0, eps]
+        return np.r_[0.0, gaussian_edges(*_gauss(rest, min_sigma), ZERO_BIN, hi, n - 1)]
+    neg, pos = rest[rest < 0], rest[rest > 0]
+    k = int(np.clip(round((n - 1) * (len(neg) / len(rest) if len(rest) else 0.5)), 1, n - 2))
+    left = gaussian_edges(*_gauss(neg, min_sigma), lo, -ZERO_BIN, k)
+    right = gaussian_edges(*_gauss(pos, min_sigma), ZERO_BIN, hi, n - 1 - k)
+    return np.r_[left, right]
 
 
 def fit_grid(actions: np.ndarray, min_sigma: float = MIN_SIGMA) -> tuple[dict[str, Any], dict, ActionGrid]:
@@ -64,8 +115,14 @@ def fit_grid(actions: np.ndarray, min_sigma: float = MIN_SIGMA) -> tuple[dict[st
     stats = action_statistics(actions)
     normalized = ActionStatistics.from_dict(stats).normalize(np.asarray(actions, np.float64))
     gs = gaussian_params(normalized, min_sigma)
-    grid = ActionGrid.gaussian(gs, NUM_BINS, min_sigma)
-    return stats, gs, grid
+    counts = {**NUM_BINS["translation"], **NUM_BINS["rotation"]}
+    values = _axis_values(normalized)
+    edges = {}
+    for key, n in counts.items():
+        axis = key.split("_")[0]
+        lo, hi = AXIS_RANGES.get(axis, (-1.0, 1.0))
+        edges[key] = axis_edges(values[axis], lo, hi, n, min_sigma)
+    return stats, gs, ActionGrid(edges)
 
 
 def write_processor_config(
