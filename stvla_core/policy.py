@@ -47,6 +47,25 @@ class PolicyConfig:
         self.trace.validate()
 
 
+def _checkpoint_root(path_or_id: str | Path) -> Path:
+    from stvla_core.model.modeling_spatialvla import resolve_checkpoint
+
+    if str(path_or_id) == STVLA_S_NAME:
+        if not stvla_s_available():
+            raise FileNotFoundError(f"the shipped ST-VLA-S model is missing from {STVLA_S_DIR}")
+        path_or_id = STVLA_S_DIR
+    return resolve_checkpoint(path_or_id)
+
+
+def checkpoint_trace_config(path_or_id: str | Path) -> TraceConfig:
+    """The trace settings a checkpoint was trained with (its trace_config.json), else the
+    defaults; "tiny" has none."""
+    if str(path_or_id) == "tiny":
+        return TraceConfig()
+    file = _checkpoint_root(path_or_id) / TRACE_FILE
+    return TraceConfig(**json.loads(file.read_text())) if file.is_file() else TraceConfig()
+
+
 class ActionEnsembler:
     """Temporal ensembling of overlapping action chunks (Octo / SimplerEnv)."""
 
@@ -121,16 +140,10 @@ class Policy:
         """A checkpoint folder or hub id ("stvla-s": the shipped trained model). Without a
         config, a checkpoint that records its training trace settings (trace_config.json) gets
         those, so its traced depth is drawn as in training."""
-        from stvla_core.model.modeling_spatialvla import resolve_checkpoint
-
-        if str(path_or_id) == STVLA_S_NAME:
-            if not stvla_s_available():
-                raise FileNotFoundError(f"the shipped ST-VLA-S model is missing from {STVLA_S_DIR}")
-            path_or_id = STVLA_S_DIR
-        root = resolve_checkpoint(path_or_id)
+        root = _checkpoint_root(path_or_id)
         model = SpatialVLAForConditionalGeneration.from_pretrained(root, device, dtype)
-        if config is None and (root / TRACE_FILE).is_file():
-            config = PolicyConfig(trace=TraceConfig(**json.loads((root / TRACE_FILE).read_text())))
+        if config is None:
+            config = PolicyConfig(trace=checkpoint_trace_config(root))
         return cls(model, processor_for(model, root), config)
 
     @classmethod

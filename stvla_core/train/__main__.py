@@ -26,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--modes", nargs="+", default=["C"], choices=DEPTH_MODES)
     pr.add_argument("--buffer", type=int, default=30)
     pr.add_argument("--tracker", default="lk")
-    pr.add_argument("--tracker-options", type=json.loads, default={}, metavar="JSON", help='e.g. \'{"dense_stride": 8}\'')
+    pr.add_argument(
+        "--tracker-options", type=json.loads, default={}, metavar="JSON", help="e.g. '{\"dense_stride\": 8}'"
+    )
     pr.add_argument("--val-fraction", type=float, default=0.05)
     pr.add_argument("--workers", type=int, default=2)
     run = sub.add_parser("run", help="train (or resume) a run")
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "prepare":
-            trace = TraceConfig(buffer=args.buffer, tracker=args.tracker, tracker_options=args.tracker_options)
+            trace = TraceConfig(
+                buffer=args.buffer, tracker=args.tracker, tracker_options=args.tracker_options
+            )
             out = prepare_pack(
                 PackConfig(
                     args.dataset, args.out, trace, list(args.modes), args.val_fraction, workers=args.workers

@@ -12,9 +12,11 @@ scripted expert's actions move nothing, and most of its actions turn nothing):
 - normalisation bounds are symmetric, -b..b with b = max(|q01|, |q99|), so 0 stays 0 (with
   q01 = -0.18 and q99 = 0 for yaw, a zero turn would map to +1 and every positive turn be lost);
 - an axis whose values are exactly 0 in at least `ZERO_FRACTION` of the actions gets a bin of
-  its own around 0 ([-1e-3, 1e-3], or [0, 1e-3] for r), decoded back to (nearly) 0; the other
-  bins are Gaussian quantiles of the non-zero values on each side. With plain bin centres a
-  hold would decode to a drift of half the first bin (2 mm per step downwards, measured)."""
+  its own around 0 ([-1e-3, 1e-3], or [0, 1e-3] for r), decoded back to (nearly) 0. With plain
+  bin centres a hold would decode to a drift of half the first bin (2 mm per step downwards);
+- bin edges are the equal-mass quantiles of the data itself rather than of a fitted Gaussian
+  (`quantile_edges`): the expert's few step sizes get narrow bins and decode to themselves (a
+  Gaussian grid decoded its 1 cm descents as 5 mm). `gs_params` still records the Gaussians."""
 
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from stvla_core.model.action_tokenizer import (
     ActionGrid,
     ActionStatistics,
     cartesian_to_spherical,
-    gaussian_edges,
 )
 from stvla_core.model.processing_spatialvla import PROCESSOR_FILE
 
@@ -43,6 +44,7 @@ MIN_SIGMA = 0.05
 CONSTANT_SPAN = 1e-6  # q99 - q01 below this: the dimension does not vary
 ZERO_FRACTION = 0.05
 ZERO_BIN = 1e-3  # half-width of the bin reserved for 0 (normalised units)
+EDGE_GAP = 1e-4  # narrowest bin
 AXIS_RANGES = {"theta": (0.0, np.pi), "phi": (-np.pi, np.pi), "r": (0.0, np.sqrt(3.0))}
 
 
@@ -94,20 +96,34 @@ def _gauss(v: np.ndarray, min_sigma: float) -> tuple[float, float]:
     return (float(v.mean()), float(max(v.std(), min_sigma))) if len(v) else (0.0, min_sigma)
 
 
-def axis_edges(values: np.ndarray, lo: float, hi: float, n: int, min_sigma: float = MIN_SIGMA) -> np.ndarray:
+def quantile_edges(values: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
+    """n + 1 strictly increasing edges over [lo, hi] at the values' own equal-mass quantiles.
+    Where many values are equal (a scripted expert's fixed step sizes), quantiles coincide; the
+    edges are then spread by `EDGE_GAP`, so such a value gets a narrow bin whose centre decodes
+    to (almost) exactly it, instead of the centre of a wide Gaussian bin."""
+    q = np.quantile(values, np.linspace(0.0, 1.0, n + 1)) if len(values) else np.linspace(lo, hi, n + 1)
+    q[0], q[-1] = lo, hi
+    q = np.clip(q, lo, hi)
+    for i in range(1, n + 1):  # forwards: at least EDGE_GAP apart
+        q[i] = max(q[i], q[i - 1] + EDGE_GAP)
+    q[-1] = hi
+    for i in range(n - 1, 0, -1):  # backwards: room below hi
+        q[i] = min(q[i], q[i + 1] - EDGE_GAP)
+    return q
+
+
+def axis_edges(values: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
     """n + 1 bin edges over [lo, hi] for one axis's values (module docstring: a zero bin when 0
-    is frequent, Gaussian quantiles elsewhere)."""
+    is frequent, equal-mass quantiles of the rest elsewhere)."""
     zero = values == 0
     if zero.mean() < ZERO_FRACTION or not lo <= 0 <= hi or n < 3:
-        return gaussian_edges(*_gauss(values, min_sigma), lo, hi, n)
+        return quantile_edges(values, lo, hi, n)
     rest = values[~zero]
     if lo == 0:  # r: the zero bin is [0, eps]
-        return np.r_[0.0, gaussian_edges(*_gauss(rest, min_sigma), ZERO_BIN, hi, n - 1)]
+        return np.r_[0.0, quantile_edges(rest, ZERO_BIN, hi, n - 1)]
     neg, pos = rest[rest < 0], rest[rest > 0]
     k = int(np.clip(round((n - 1) * (len(neg) / len(rest) if len(rest) else 0.5)), 1, n - 2))
-    left = gaussian_edges(*_gauss(neg, min_sigma), lo, -ZERO_BIN, k)
-    right = gaussian_edges(*_gauss(pos, min_sigma), ZERO_BIN, hi, n - 1 - k)
-    return np.r_[left, right]
+    return np.r_[quantile_edges(neg, lo, -ZERO_BIN, k), quantile_edges(pos, ZERO_BIN, hi, n - 1 - k)]
 
 
 def fit_grid(actions: np.ndarray, min_sigma: float = MIN_SIGMA) -> tuple[dict[str, Any], dict, ActionGrid]:
@@ -121,7 +137,7 @@ def fit_grid(actions: np.ndarray, min_sigma: float = MIN_SIGMA) -> tuple[dict[st
     for key, n in counts.items():
         axis = key.split("_")[0]
         lo, hi = AXIS_RANGES.get(axis, (-1.0, 1.0))
-        edges[key] = axis_edges(values[axis], lo, hi, n, min_sigma)
+        edges[key] = axis_edges(values[axis], lo, hi, n)
     return stats, gs, ActionGrid(edges)
 
 
