@@ -31,7 +31,7 @@ from stvla_core.evaluation import (
     plot_error_per_step,
     to_markdown,
 )
-from stvla_core.evaluation.closed_loop import TASKS, missing_assets
+from stvla_core.evaluation.closed_loop import EVAL_SEED_START, TASKS, missing_assets
 from stvla_core.evaluation.offline import OfflineConfig
 from stvla_core.evaluation.results import ResultsError, plot_success, write_results
 from stvla_core.jobs import FAILED, JobConfigError, JobManager
@@ -215,10 +215,12 @@ def test_compare_runs_gives_success_rates_per_task_and_average(tmp_path):
 
 
 # -- closed loop -----------------------------------------------------------------------------
-def test_default_step_limits_are_the_registered_ones():
+def test_step_limits_come_from_the_task_setup():
     from stvla_core.evaluation.closed_loop import default_step_limit
 
-    assert default_step_limit("PickCube-v1") == 50 and default_step_limit("PutCarrotOnPlateInScene-v1") == 60
+    # Panda tasks: the shared setup's 80 policy steps at 10 Hz; Bridge: ManiSkill's registered 60
+    assert default_step_limit("PickCube-v1") == 80 and default_step_limit("StackCube-v1") == 100
+    assert default_step_limit("PutCarrotOnPlateInScene-v1") == 60
 
 
 def test_closed_loop_config_errors():
@@ -310,7 +312,7 @@ def test_closed_loop_panda_run_writes_results_and_video(tmp_path):
     assert len(policy.seen) == 10 and policy.seen[0] == ((224, 224, 3), np.uint8, (224, 224), np.float32)
     assert progress == [(1.0, "PickCube-v1 episode 1/1, step 10"), (1.0, "PickCube-v1 episode 1/1")]
     ep = results["episodes"][0]
-    assert ep["length"] == 10 and ep["success"] is False and ep["seed"] == 0
+    assert ep["length"] == 10 and ep["success"] is False and ep["seed"] == EVAL_SEED_START  # held-out seeds
     assert ep["instruction"] == TASKS["PickCube-v1"].instruction
     assert results["summary"] == {"PickCube-v1": {"episodes": 1, "success_rate": 0.0, "mean_length": 10.0}}
     assert json.loads((tmp_path / "results.json").read_text())["labels"]["run"] == "smoke"
@@ -402,7 +404,7 @@ def test_closed_loop_as_a_job_writes_results_into_the_job_folder(tmp_path):
     result = m.result(job.id)
     assert result["summary"]["PushCube-v1"] == {"episodes": 2, "success_rate": 0.0, "mean_length": 3.0}
     assert result["results"] == "results.json"
-    assert [e["seed"] for e in load_results(job.dir)["episodes"]] == [0, 1]
+    assert [e["seed"] for e in load_results(job.dir)["episodes"]] == [EVAL_SEED_START, EVAL_SEED_START + 1]
     assert "PushCube-v1: success 0% over 2 episode(s)" in m.log(job.id)
 
 
