@@ -116,19 +116,12 @@ def test_gt_depth_matches_depth_map(episode: Episode) -> None:
     # the finger-tip points lie ~1.5 cm inside the fingers: the surface right around them is
     # within 3 cm in most frames (a turning hand can hide one for a few); a wrong camera model lands
     # on the table or background
-    # (frames where PickCube's goal marker, shown to the camera, covers the point are left out:
-    # the cube is carried into it)
-    goal = [i for i, name in ep.segmentation_names.items() if name == "goal_site"]
+    # in the frames where the point is marked visible (a turning hand, or PickCube's goal marker
+    # that the cube is carried into, can hide a finger)
     for n in (POINTS.index("left_finger_tip"), POINTS.index("right_finger_tip")):
-        seen = [
-            t
-            for t in range(len(ep))
-            if not np.isin(
-                ep.segmentation[t, max(0, y[t, n] - 2) : y[t, n] + 3, max(0, x[t, n] - 2) : x[t, n] + 3], goal
-            ).any()
-        ]
+        seen = np.flatnonzero(ep.gt_visible[:, n])
         gaps = [_window_min_gap(ep.depth[t], x[t, n], y[t, n], cam[t, n, 2], 1) for t in seen]
-        assert len(seen) >= 0.5 * len(ep) and np.mean(np.array(gaps) < 0.03) >= 0.85, (n, np.round(gaps, 3))
+        assert len(seen) >= 0.2 * len(ep) and np.mean(np.array(gaps) < 0.03) >= 0.95, (n, np.round(gaps, 3))
     # the TCP floats between the fingers: some surface (finger, grasped cube) near its pixel
     # is at its depth in most frames
     n = POINTS.index("tcp")
