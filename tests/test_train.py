@@ -203,7 +203,7 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
         _config(pack, tmp_path / "a", steps=24, learning_rate=5e-3, checkpoint_every=24),
         progress=lambda m: None,
     )
-    assert summary["first_loss"] > 8.0 and summary["last_loss"] < 0.6 * summary["first_loss"]
+    assert summary["first_loss"] > 8.0 and summary["first_loss"] - summary["last_loss"] > 2.0
     assert summary["final_eval"]["val_action_l1"] >= 0 and "baseline_mean_action_l1" in summary["final_eval"]
     model_dir = tmp_path / "a" / "model"
     assert (model_dir / "processor_config.json").is_file() and (model_dir / "config.json").is_file()

@@ -13,7 +13,6 @@ since the last checkpoint and never loads a half-written one."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -32,18 +31,21 @@ from peft import LoraConfig
 from stvla_core.finetune.adapter import add_lora, save_adapter, set_adapter_weights
 from stvla_core.finetune.config import FinetuneConfig
 from stvla_core.finetune.samples import Samples, build_samples, load_episodes
+from stvla_core.jobs.files import atomic_write_text
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration, resolve_checkpoint
 from stvla_core.model.processing_spatialvla import SpatialVLAProcessor
 from stvla_core.model.tiny import processor_for, tiny_model
+from stvla_core.runs import (
+    COMPLETE,
+    RunInUseError,  # noqa: F401  (re-exported: callers catch it from here)
+    complete_checkpoints,
+    locked_run_dir,
+    read_metrics,
+)
 from stvla_core.traces import TraceConfig
 
 Progress = Callable[[float, str], None]
-COMPLETE = "COMPLETE"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class RunInUseError(RuntimeError):
-    """Another process is training in the same run folder."""
 
 
 @dataclass
@@ -146,21 +148,6 @@ def lr_at(config: FinetuneConfig, step: int) -> float:
 
 
 # -- run folder ------------------------------------------------------------------------------
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first; half-written ones (no COMPLETE) are skipped."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
 def save_checkpoint(
     run_dir: Path, step: int, model: torch.nn.Module, lcfg: LoraConfig, opt: torch.optim.Optimizer
 ) -> Path:
@@ -177,20 +164,6 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.rename(tmp, final)
     return final
-
-
-def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # the last line of a killed run may be cut
-            continue
-        if row.get("step", upto + 1) <= upto:
-            rows.append(row)
-    return rows
 
 
 # fields that may change between a run and its resumption; any other change makes the checkpoints
@@ -222,15 +195,7 @@ def train(config: FinetuneConfig, progress: Progress | None = None) -> RunResult
     One process per run folder: a second one gets RunInUseError (the lock dies with its holder,
     kill -9 included)."""
     config.validate()
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUseError(f"run_dir {run_dir} is in use by another training process") from None
-        for stale in [*run_dir.glob(".tmp-*"), *(run_dir / "checkpoints").glob(".tmp-*")]:
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
+    with locked_run_dir(config.run_dir):
         return _train(config, report=progress or (lambda f, m: None))
 
 
@@ -266,10 +231,10 @@ def _train(config: FinetuneConfig, report: Progress) -> RunResult:
             )
         report(0.0, f"resuming from {ckpt.name}")
     (run_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run ends
-    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = _read_metrics(metrics_path, start)  # drop the steps after the checkpoint resumed from
-    _write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
+    metrics = read_metrics(metrics_path, start)  # drop the steps after the checkpoint resumed from
+    atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in metrics))
 
     report(0.0, f"building samples from {len(episodes)} episode(s)")
     trace = TraceConfig(
@@ -313,7 +278,7 @@ def _train(config: FinetuneConfig, report: Progress) -> RunResult:
     save_adapter(model, lcfg, tmp)
     shutil.rmtree(adapter, ignore_errors=True)
     os.rename(tmp, adapter)
-    rows = _read_metrics(metrics_path, config.steps)
+    rows = read_metrics(metrics_path, config.steps)
     head, tail = losses[: min(5, len(losses))], losses[-min(5, len(losses)) :]
     summary = {
         "steps": config.steps,
@@ -327,6 +292,6 @@ def _train(config: FinetuneConfig, report: Progress) -> RunResult:
         "adapter": str(adapter),
         "seconds": round(time.time() - start_time, 2),
     }
-    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     report(1.0, f"done: loss {summary['first_loss_mean']} -> {summary['last_loss_mean']}")
     return RunResult(run_dir, adapter, summary, losses)

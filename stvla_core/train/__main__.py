@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
         )
         config = TrainConfig.from_dict(base)
-        from stvla_core.train.trainer import RunInUseError, train
+        from stvla_core.runs import RunInUseError
+        from stvla_core.train.trainer import train
 
         summary = train(config)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

@@ -19,7 +19,6 @@ Resume takes the newest checkpoint with COMPLETE; batches depend only on (seed, 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -35,22 +34,19 @@ import torch
 import torch.nn.functional as F
 
 from stvla_core.finetune.trainer import Batch, action_logits
+from stvla_core.jobs.files import atomic_write_text
 from stvla_core.model.configuration_spatialvla import stvla_s_config
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
 from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, scale_intrinsics
 from stvla_core.policy import TRACE_FILE
+from stvla_core.runs import COMPLETE, complete_checkpoints, locked_run_dir, read_metrics
 from stvla_core.traces import VARIANTS
 from stvla_core.train.config import TrainConfig
 from stvla_core.train.grid import write_processor_config
 from stvla_core.train.pack import Pack, load_pack
 
-COMPLETE = "COMPLETE"
 SHARD_BYTES = 15 * 2**20
 Progress = Callable[[str], None]
-
-
-class RunInUseError(RuntimeError):
-    """Another process trains in the same run folder."""
 
 
 @dataclass
@@ -202,20 +198,6 @@ def evaluate(
 
 
 # -- run folder ------------------------------------------------------------------------------
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    found = (
-        [p for p in root.glob("step_*") if p.is_dir() and (p / COMPLETE).is_file()] if root.is_dir() else []
-    )
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
 def save_checkpoint(
     run_dir: Path, step: int, model: SpatialVLAForConditionalGeneration, opt: torch.optim.Optimizer
 ) -> Path:
@@ -232,19 +214,6 @@ def save_checkpoint(
     for old in complete_checkpoints(run_dir)[:-2]:  # keep the newest two
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # the last line of a killed run may be cut
-                continue
-            if row.get("step", upto + 1) <= upto:
-                rows.append(row)
-    return rows
 
 
 _RESUMABLE = {
@@ -274,15 +243,7 @@ def train(config: TrainConfig, progress: Progress = print) -> dict[str, Any]:
     """Train (or resume) the run in config.run_dir; returns the summary. One process per run
     folder (the lock dies with its holder, kill -9 included)."""
     config.validate()
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUseError(f"run_dir {run_dir} is in use by another training process") from None
-        for stale in [*run_dir.glob(".tmp-*"), *(run_dir / "checkpoints").glob(".tmp-*")]:
-            shutil.rmtree(stale, ignore_errors=True)
+    with locked_run_dir(config.run_dir):
         return _train(config, progress)
 
 
@@ -351,9 +312,9 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     if done:
         opt.load_state_dict(torch.load(done[-1] / "optimizer.pt", map_location=device))
         progress(f"resuming from {done[-1].name}")
-    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     metrics_path = run_dir / "metrics.jsonl"
-    _write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in _read_metrics(metrics_path, start)))
+    atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics_path, start)))
     (run_dir / "summary.json").unlink(missing_ok=True)
 
     data = to_device(pack, processor, config, device)
@@ -443,7 +404,7 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     (tmp / TRACE_FILE).write_text(json.dumps(trace, indent=2) + "\n")
     shutil.rmtree(export, ignore_errors=True)
     os.rename(tmp, export)
-    rows = _read_metrics(metrics_path, config.steps)
+    rows = read_metrics(metrics_path, config.steps)
     train_rows = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "val_loss" in r]
     summary = {
@@ -459,5 +420,5 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         "final_eval": evals[-1] if evals else None,
         "seconds": round(time.time() - t_start, 1),
     }
-    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
