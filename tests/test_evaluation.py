@@ -454,3 +454,14 @@ def test_stvla_policy_registered_and_runs_closed_loop_steps() -> None:
         assert 0.0 <= a[6] <= 1.0
     with pytest.raises(ValueError, match="unknown variant 'Z'"):
         make_policy("stvla", variant="Z")
+
+
+def test_wilson_interval_hand_computed():
+    from stvla_core.evaluation.results import wilson_interval
+
+    lo, hi = wilson_interval(0, 50)
+    assert lo == 0.0 and hi == pytest.approx(0.0713, abs=1e-4)  # 3.84 / 53.84
+    lo, hi = wilson_interval(25, 50)
+    assert (lo, hi) == (pytest.approx(0.3664, abs=1e-4), pytest.approx(0.6336, abs=1e-4))
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        wilson_interval(3, 2)

@@ -216,12 +216,24 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     action = policy.step(ep.frames[0], ep.depth[0])
     assert action.shape == (7,) and np.isfinite(action).all()
 
-    # 6 steps, then resumed to 12: the same weights as 12 straight steps
-    train(_config(pack, tmp_path / "b", steps=6), progress=lambda m: None)
+    # a run killed after its step-6 checkpoint resumes to the same losses and weights as the
+    # run that went straight through
+    import shutil
+
+    train(_config(pack, tmp_path / "c"), progress=lambda m: None)
+    shutil.copytree(tmp_path / "c", tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_000012")
+    (tmp_path / "b" / "summary.json").unlink()
     assert [c.name for c in complete_checkpoints(tmp_path / "b")] == ["step_000006"]
     resumed = train(_config(pack, tmp_path / "b"), progress=lambda m: None)
-    train(_config(pack, tmp_path / "c"), progress=lambda m: None)
     assert resumed["resumed_from"] == 6
+
+    def losses(run: str) -> list[tuple[int, float]]:
+        rows = [json.loads(r) for r in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], round(r["loss"], 4)) for r in rows if "loss" in r]
+
+    assert [s for s, _ in losses("b")] == [2, 4, 6, 8, 10, 12]  # the later rows were written again
+    assert losses("b") == losses("c")
     a = SpatialVLAForConditionalGeneration.from_pretrained(
         tmp_path / "b" / "checkpoints" / "step_000012", "cpu"
     )
@@ -230,8 +242,6 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     )
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(x, y, atol=1e-5), k
-    rows = [json.loads(r) for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8, 10, 12]
     with pytest.raises(ValueError, match="cannot resume"):
         train(replace(_config(pack, tmp_path / "b"), learning_rate=1e-2), progress=lambda m: None)
 

@@ -35,6 +35,17 @@ class ResultsError(ValueError):
     """A results folder or file that cannot be read as an evaluation run."""
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % (z = 1.96) Wilson score interval of a success rate: sensible at 0 % and 100 % and for
+    the few dozen episodes a closed-loop run has, where the normal approximation is not."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: expected 0 <= successes <= n, n > 0, found {successes}/{n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarise_episodes(episodes: Iterable[Any]) -> dict[str, dict[str, float]]:
     """task -> {episodes, success_rate (0..1), mean_length}."""
     rows = [asdict(e) if is_dataclass(e) else dict(e) for e in episodes]
