@@ -29,7 +29,13 @@ def launch_app(*args: str, jobs_dir: Path, timeout: float = 90.0) -> tuple[subpr
     and its URL once it answers HTTP (the caller stops it with `stop_app`)."""
     port = free_port()
     env = dict(
-        os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", STVLA_JOBS_DIR=str(jobs_dir)
+        os.environ,
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+        STVLA_JOBS_DIR=str(jobs_dir),
+        STVLA_POLICY=os.environ.get(
+            "STVLA_POLICY", "tiny"
+        ),  # tests of the app, not of the policy: the fast one
     )
     artifacts = REPO / "test-artifacts"
     with open(artifacts / f"app-{port}.log", "w") if artifacts.is_dir() else open(os.devnull, "w") as log:

@@ -73,7 +73,7 @@ def test_settings_defaults_env_and_flags_in_order_of_precedence() -> None:
         False,
         "lk",
         "episode",
-        "tiny",
+        "stvla-s",  # the shipped trained model
     )
     env = {"STVLA_PORT": "9000", "STVLA_TRACKER": "oracle", "STVLA_SHARE": "yes", "STVLA_LORA": "/a"}
     s = parse_args([], env=env)
@@ -360,13 +360,13 @@ def test_a_lora_adapter_goes_into_a_fresh_model_not_the_shared_tiny_one(tmp_path
     config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
     add_lora(donor.model, config)
     save_adapter(donor.model, config, tmp_path / "adapter")
-    b = Backends(AppSettings())
-    b.apply(AppSettings(lora=str(tmp_path / "adapter")))
+    b = Backends(AppSettings(policy="tiny"))
+    b.apply(AppSettings(policy="tiny", lora=str(tmp_path / "adapter")))
     states = {s.component: s for s in b.states}
     assert states["LoRA adapter"].state == "active", states["LoRA adapter"].detail
     lora_params = lambda m: [n for n, _ in m.named_parameters() if "lora_" in n]  # noqa: E731
     assert lora_params(b.policy_for(b.trace_config(4, "lk", "episode", 5, 2)).model)
     assert not lora_params(b._base.model)
-    b.apply(AppSettings(lora=str(tmp_path / "missing")))
+    b.apply(AppSettings(policy="tiny", lora=str(tmp_path / "missing")))
     assert {s.component: s for s in b.states}["LoRA adapter"].state == "failed"
     assert not lora_params(b.policy_for(b.trace_config(4, "lk", "episode", 5, 2)).model)

@@ -215,7 +215,7 @@ def test_finetune_from_the_form_runs_with_falling_loss_and_loads_into_inspector(
     assert len(loss) == 12 and "metrics.jsonl" in plot.layout.title.text
     assert sum(loss[-3:]) < sum(loss[:3]), loss  # the curve falls
     assert Path(adapter) == job.dir / "runs" / "finetune" / "adapter" and load["visible"] is True
-    ctx = AppContext.create(AppSettings())
+    ctx = AppContext.create(AppSettings(policy="tiny"))  # the model the form fine-tuned
     try:
         message = load_adapter(ctx, adapter)
         assert "LoRA adapter loaded into the Inspector" in message

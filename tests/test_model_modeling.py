@@ -149,7 +149,8 @@ def test_bad_model_inputs(model, inputs) -> None:
     ):
         model.visual_embedding(torch.zeros(1, 3, 112, 112), inputs.intrinsics)
     with pytest.raises(
-        ValueError, match=r"depth: expected \(1, 1, 224, 224\) to match the images, found \(1, 1, 112, 112\)"
+        ValueError,
+        match=r"depth: expected \(1, 1, 224, 224\) to match the images \(or \(1, 1, 32, 32\) pooled to the Ego3D grid\), found \(1, 1, 112, 112\)",
     ):
         model.visual_embedding(inputs.pixel_values, inputs.intrinsics, torch.ones(1, 1, 112, 112))
     with pytest.raises(ValueError, match="intrinsics"):

@@ -58,7 +58,8 @@ def backproject_patches(
     g = (side // patch_size) * reso
     if h != w or (side % patch_size) or (h != side and h != g):
         raise ValueError(
-            f"depth must be square, {side}x{side} (a multiple of {patch_size}) or pooled to {g}x{g}, found {h}x{w}"
+            f"depth must be square with a side divisible by {patch_size} ({side}x{side}) or pooled to "
+            f"{g}x{g}, found {h}x{w}"
         )
     if intrinsics.shape != (b, 3, 3):
         raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
