@@ -17,6 +17,7 @@ from gradio_client import Client
 from app.jobs_tab import FINETUNE, OFFLINE, finetune_config_class, form_fields
 from stvla_core.jobs import JobStore
 from stvla_core.jobs.store import process_alive
+from stvla_core.runs import complete_checkpoints
 
 CLOSED_LOOP_FORM = [[], 3, 50, "zero", "gpu"]  # unused parts of the form, as the page sends them
 
@@ -58,7 +59,10 @@ def test_killing_the_app_mid_job_shows_it_failed_with_its_log_after_a_restart(tm
             FINETUNE, *CLOSED_LOOP_FORM, [], "zero", 0, *form, api_name="/submit_form"
         )
         assert error == "", error
-        running = wait_job(store, job_id, lambda j: j.progress > 0 and j.pid, 180)
+        # once its first checkpoint is complete (progress starts while the samples are built)
+        running = wait_job(
+            store, job_id, lambda j: j.pid and complete_checkpoints(j.dir / "runs" / "finetune"), 180
+        )
         os.kill(app.pid, signal.SIGKILL)  # the app dies mid-job, without any chance to clean up
         app.wait()
     finally:
