@@ -27,8 +27,10 @@ from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME, stvla_s_availabl
 from stvla_core.model.tiny import processor_for, tiny_model
 from stvla_core.traces import VARIANTS, TraceConfig, TracedFrame, TracePipeline
 
-DEPTH_MODES = ("traced", *VARIANTS, "raw", "model")  # traced = the trace config's variant
+# traced = the trace config's variant; none = zeros through Ego3D (a model trained without depth)
+DEPTH_MODES = ("traced", *VARIANTS, "raw", "none", "model")
 TRACE_FILE = "trace_config.json"  # the trace settings a checkpoint was trained with
+DEPTH_INPUT_FILE = "depth_input.json"  # the depth input a checkpoint was trained on: {"depth": mode}
 
 
 @dataclass
@@ -64,6 +66,19 @@ def checkpoint_trace_config(path_or_id: str | Path) -> TraceConfig:
         return TraceConfig()
     file = _checkpoint_root(path_or_id) / TRACE_FILE
     return TraceConfig(**json.loads(file.read_text())) if file.is_file() else TraceConfig()
+
+
+def checkpoint_depth_input(path_or_id: str | Path) -> str:
+    """The depth mode a checkpoint was trained on (its depth_input.json), else "traced"."""
+    if str(path_or_id) == "tiny":
+        return "traced"
+    file = _checkpoint_root(path_or_id) / DEPTH_INPUT_FILE
+    if not file.is_file():
+        return "traced"
+    mode = json.loads(file.read_text()).get("depth", "traced")
+    if mode not in DEPTH_MODES:
+        raise ValueError(f"{file}: depth {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
+    return mode
 
 
 class ActionEnsembler:
@@ -138,12 +153,12 @@ class Policy:
         dtype: torch.dtype | None = None,
     ) -> Policy:
         """A checkpoint folder or hub id ("stvla-s": the shipped trained model). Without a
-        config, a checkpoint that records its training trace settings (trace_config.json) gets
-        those, so its traced depth is drawn as in training."""
+        config, a checkpoint that records its training trace settings (trace_config.json) and depth
+        input (depth_input.json) gets those, so it sees depth as in training."""
         root = _checkpoint_root(path_or_id)
         model = SpatialVLAForConditionalGeneration.from_pretrained(root, device, dtype)
         if config is None:
-            config = PolicyConfig(trace=checkpoint_trace_config(root))
+            config = PolicyConfig(depth=checkpoint_depth_input(root), trace=checkpoint_trace_config(root))
         return cls(model, processor_for(model, root), config)
 
     @classmethod
@@ -200,6 +215,8 @@ class Policy:
     def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:
         if mode == "model" or frame is None:
             return None, "model"
+        if mode == "none":
+            return np.zeros_like(frame.depth), "none"
         if mode == "raw":
             return frame.depth, "raw"
         variant = frame.variant if mode == "traced" else mode

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from stvla_core.data.generate import GenerateConfig, generate
 from stvla_core.data.lerobot_writer import LeRobotWriter
 from stvla_core.episodes import load_episode
 from stvla_core.model.action_tokenizer import ActionStatistics
@@ -20,8 +21,15 @@ from stvla_core.model.ego3d import backproject_patches, pool_depth
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
 from stvla_core.train.config import TrainConfig
 from stvla_core.train.grid import action_statistics, fit_grid, gaussian_params
-from stvla_core.train.pack import PackConfig, load_pack, prepare_pack
-from stvla_core.train.trainer import chunk_indices, complete_checkpoints, lr_at, train
+from stvla_core.train.pack import FRAMES, PackConfig, decode_frames, load_pack, parse_mode, prepare_pack
+from stvla_core.train.trainer import (
+    agree_on_steps,
+    chunk_indices,
+    complete_checkpoints,
+    lr_at,
+    shift_images,
+    train,
+)
 from tests.conftest import translating_episode
 
 TASKS = ("slide the texture right", "slide the texture down")
@@ -61,7 +69,7 @@ def dataset(tmp_path_factory) -> Path:
 def pack(dataset: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pack") / "pack"
     return prepare_pack(
-        PackConfig(str(dataset), str(out), modes=["none", "raw", "C"], val_fraction=0.5, workers=1)
+        PackConfig(str(dataset), str(out), modes=["none", "raw", "C", "C@4"], val_fraction=0.5, workers=1)
     )
 
 
@@ -142,6 +150,70 @@ def test_pack_holds_pooled_traced_depth(pack: Path, dataset: Path) -> None:
     assert set(p.split("val")) == set(np.flatnonzero(np.isin(p.episode, [2, 3])))
 
 
+def test_pack_modes_over_other_buffers_and_one_file_each(pack: Path) -> None:
+    assert parse_mode("C") == ("C", None) and parse_mode("A@7") == ("A", 7)
+    for bad in ("D", "raw@7", "C@1", "C@x"):
+        with pytest.raises(ValueError, match="depth mode"):
+            parse_mode(bad)
+    p = load_pack(pack, ["C", "C@4"], workers=1)
+    # a 4-frame window draws shorter traces than the whole (8-11 frame) episode from the 5th frame on
+    late = p.frame >= 5
+    assert np.abs(p.depth["C"][late] - p.depth["C@4"][late]).max() > 0
+    early = p.frame < 3  # windows of the first 3 frames are the same for both buffers
+    assert np.array_equal(p.depth["C"][early], p.depth["C@4"][early])
+    with pytest.raises(ValueError, match=r"no depth for \['A'\] \(no depth_A.npz\)"):
+        load_pack(pack, ["A"], workers=1)
+
+
+def test_decoded_frames_are_shared_from_the_pack(pack: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "pack"
+    shutil.copytree(pack, copy)
+    before = load_pack(copy, ["none"], workers=1).frames
+    assert decode_frames(copy, workers=1) == copy / FRAMES
+    shutil.rmtree(copy / "videos")  # from now on only frames.npy can provide them
+    after = load_pack(copy, ["none"], workers=1)
+    assert np.array_equal(np.asarray(after.frames), before)
+
+
+def test_shift_images_moves_pixels_and_depth_cells_together() -> None:
+    s, g = 28, 4  # 7 pixels per depth cell
+    pixels = torch.arange(s * s, dtype=torch.float32).reshape(1, 1, s, s).repeat(2, 3, 1, 1)
+    depth = torch.arange(g * g, dtype=torch.float32).reshape(1, 1, g, g).repeat(2, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    want = torch.randint(-8, 9, (2, 2), generator=torch.Generator().manual_seed(0))  # rows: dy, dx
+    out, d = shift_images(pixels, depth, 8, gen)
+    for b in range(2):
+        dy, dx = int(want[0, b]), int(want[1, b])
+        rows = np.clip(np.arange(s) - dy, 0, s - 1)
+        cols = np.clip(np.arange(s) - dx, 0, s - 1)
+        np.testing.assert_array_equal(out[b, 0].numpy(), pixels[b, 0].numpy()[rows][:, cols])
+        cy, cx = round(dy * g / s), round(dx * g / s)
+        rows = np.clip(np.arange(g) - cy, 0, g - 1)
+        cols = np.clip(np.arange(g) - cx, 0, g - 1)
+        np.testing.assert_array_equal(d[b, 0].numpy(), depth[b, 0].numpy()[rows][:, cols])
+    assert torch.equal(out[:, 0], out[:, 2])  # every channel moved alike
+
+
+def test_budget_group_trains_the_smallest_step_count(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    group.mkdir()
+    (group / "other.steps").write_text("1500\n")
+    config = TrainConfig(
+        run_dir=str(tmp_path / "row"), time_budget_s=60, budget_group=str(group), budget_group_size=2
+    )
+    assert agree_on_steps(config, 2000, lambda m: None) == 1500
+    assert (group / "row.steps").read_text() == "2000\n"
+    lonely = TrainConfig(
+        run_dir=str(tmp_path / "x"), time_budget_s=60, budget_group=str(tmp_path / "g2"), budget_group_size=2
+    )
+    with pytest.raises(TimeoutError, match="1 of 2 runs"):
+        agree_on_steps(lonely, 10, lambda m: None, timeout_s=0.5)
+    with pytest.raises(ValueError, match="budget_group needs"):
+        TrainConfig(budget_group="g", budget_group_size=2).validate()
+
+
 def test_chunk_indices_repeat_each_episode_end() -> None:
     ep = np.array([0, 0, 0, 1, 1])
     assert chunk_indices(ep, 3).tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
@@ -220,12 +292,12 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     # run that went straight through
     import shutil
 
-    train(_config(pack, tmp_path / "c"), progress=lambda m: None)
+    train(_config(pack, tmp_path / "c", augment_shift=8), progress=lambda m: None)
     shutil.copytree(tmp_path / "c", tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_000012")
     (tmp_path / "b" / "summary.json").unlink()
     assert [c.name for c in complete_checkpoints(tmp_path / "b")] == ["step_000006"]
-    resumed = train(_config(pack, tmp_path / "b"), progress=lambda m: None)
+    resumed = train(_config(pack, tmp_path / "b", augment_shift=8), progress=lambda m: None)
     assert resumed["resumed_from"] == 6
 
     def losses(run: str) -> list[tuple[int, float]]:
@@ -243,7 +315,31 @@ def test_training_learns_and_resumes(pack: Path, tmp_path: Path) -> None:
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(x, y, atol=1e-5), k
     with pytest.raises(ValueError, match="cannot resume"):
-        train(replace(_config(pack, tmp_path / "b"), learning_rate=1e-2), progress=lambda m: None)
+        train(
+            replace(_config(pack, tmp_path / "b", augment_shift=8), learning_rate=1e-2),
+            progress=lambda m: None,
+        )
+
+
+@pytest.mark.slow
+def test_exported_models_record_their_depth_input(pack: Path, tmp_path: Path) -> None:
+    from stvla_core.evaluation.policies import make_stvla
+    from stvla_core.policy import Policy
+
+    for mode, depth, buffer in (("none", "none", 30), ("C@4", "traced", 4)):
+        train(_config(pack, tmp_path / mode, steps=2, depth_mode=mode), progress=lambda m: None)
+        model = tmp_path / mode / "model"
+        policy = Policy.from_pretrained(model)
+        assert (policy.config.depth, policy.config.trace.buffer, policy.config.trace.variant) == (
+            depth,
+            buffer,
+            "C",
+        )
+        assert make_stvla(checkpoint=str(model)).config.depth == depth
+        ep = _episodes()[0]
+        pred = policy.predict(ep, 6)
+        assert pred.depth_source == ("none" if mode == "none" else "traced:C")
+        assert (pred.depth == 0).all() == (mode == "none")
 
 
 def test_holding_still_decodes_to_zero() -> None:
@@ -263,3 +359,59 @@ def test_holding_still_decodes_to_zero() -> None:
     assert np.abs(back[240:1000, :6]).max() < 1e-3 * 0.03
     assert back[200:240, 5].min() > 0.05
     assert grid.edges["r_bins"][:2].tolist() == [0.0, 1e-3]
+
+
+# -- demonstration dataset (ManiSkill3) --------------------------------------------------------
+def test_generate_rejects_seeds_outside_the_training_range(tmp_path: Path) -> None:
+    from stvla_core.data.__main__ import main
+
+    with pytest.raises(ValueError, match=r"seeds \[99000, 101500\) must stay in the training range"):
+        GenerateConfig(str(tmp_path), seed_start=99000).validate()
+    assert main(["generate", "--out", str(tmp_path / "d"), "--seed-start", "-5"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+def test_generate_writes_a_dataset_of_successful_demonstrations(tmp_path: Path) -> None:
+    from tests.test_sample_episodes import _vulkan_missing
+
+    reason = _vulkan_missing()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "demos"
+    config = GenerateConfig(
+        str(out), tasks=["PushCube-v1"], episodes_per_task=2, shard_size=2, workers=1, seed_start=5000
+    )
+    summary = generate(config, progress=lambda m: None)
+    expert = summary["expert"]["PushCube-v1"]
+    assert expert["successes"] >= 2 and expert["seeds"][0] == 5000
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == expert["successes"]
+    ep = load_episode(out, episode_index=1)
+    assert ep.depth is not None and ep.depth.shape == ep.frames.shape[:3] and ep.actions.shape[1] == 7
+    import pandas as pd
+
+    rows = pd.concat(pd.read_parquet(f) for f in sorted((out / "meta" / "episodes").rglob("*.parquet")))
+    assert all(5000 <= s < 5000 + expert["attempts"] for s in rows["seed"])
+    assert ep.instruction == summary["setup"]["PushCube-v1"]["instruction"]
+
+
+@pytest.mark.slow
+def test_rows_train_at_equal_steps_and_travel_in_bounded_parts(pack: Path, tmp_path: Path) -> None:
+    from stvla_core.train import rows
+
+    recipe = _config(pack, tmp_path / "unused", steps=2, eval_every=2, checkpoint_every=2)
+    summaries = rows.train_rows(recipe, ["none", "C@4"], tmp_path / "runs", progress=lambda m: None)
+    assert [(s["mode"], s["steps"]) for s in summaries] == [("none", 2), ("C@4", 2)]
+    assert (tmp_path / "runs" / "C-b4" / "model" / "config.json").is_file()
+    assert "| C@4 | 2 |" in rows.table(summaries)
+    runs = [rows.row_dir(tmp_path / "runs", m) for m in ("none", "C@4")]
+    parts = rows.bundle(runs, tmp_path / "out", part_bytes=400_000)
+    assert len(parts) > 1 and all(p.stat().st_size <= 400_000 for p in parts)
+    assert rows.unbundle(parts, tmp_path / "back") == ["C-b4", "none"]
+    for run in runs:
+        for f in (run / "model").iterdir():
+            assert (tmp_path / "back" / run.name / "model" / f.name).read_bytes() == f.read_bytes()
+    assert not (tmp_path / "back" / "none" / "checkpoints").exists()  # optimizer states stay behind
+    with pytest.raises(ValueError, match="each depth mode once"):
+        rows.train_rows(recipe, ["C", "C"], tmp_path / "x")

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--crf", type=int, default=23, help="H.264 quality of the RGB video")
     g.add_argument("--max-frames", type=int, default=120)
+    g.add_argument(
+        "--seed-start", type=int, default=0, help="first training seed (below the evaluation range)"
+    )
     args = p.parse_args(argv)
     config = GenerateConfig(
         out=args.out,
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         crf=args.crf,
         max_frames=args.max_frames,
+        seed_start=args.seed_start,
     )
     try:
         summary = generate(config)

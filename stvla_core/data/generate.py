@@ -37,9 +37,17 @@ class GenerateConfig:
     workers: int = 2
     crf: int = 23  # H.264 quality of the RGB videos (lower is closer to lossless)
     max_frames: int = 120
+    # first training seed: a second dataset from a later seed_start adds demonstrations unseen by the first
+    seed_start: int = TRAIN_SEED_START
 
     def validate(self) -> None:
         self.tasks = [expert_task(t) for t in self.tasks]
+        last = self.seed_start + MAX_SHARDS_PER_TASK * self.shard_size
+        if self.seed_start < TRAIN_SEED_START or last > EVAL_SEED_START:
+            raise ValueError(
+                f"seed_start: seeds [{self.seed_start}, {last}) must stay in the training range "
+                f"[{TRAIN_SEED_START}, {EVAL_SEED_START})"
+            )
         if not self.tasks:
             raise ValueError("tasks: expected at least one task")
         for name in ("episodes_per_task", "shard_size", "workers", "max_frames"):
@@ -56,9 +64,9 @@ class GenerateConfig:
 _RECORDERS: dict[str, Recorder] = {}
 
 
-def _shard_seeds(shard: int, size: int) -> range:
+def _shard_seeds(shard: int, size: int, start: int) -> range:
     k = shard % MAX_SHARDS_PER_TASK
-    return range(TRAIN_SEED_START + k * size, TRAIN_SEED_START + (k + 1) * size)
+    return range(start + k * size, start + (k + 1) * size)
 
 
 def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]:
@@ -71,7 +79,7 @@ def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]
         _RECORDERS[task] = Recorder(task, max_frames=config.max_frames)
     rec = _RECORDERS[task]
     kept, failed = [], []
-    seeds = _shard_seeds(shard, config.shard_size)
+    seeds = _shard_seeds(shard, config.shard_size, config.seed_start)
     for seed in seeds:
         episode, state = rec.record_with_state(seed)
         if episode.metadata["success"] and not episode.metadata["truncated"]:
@@ -149,7 +157,7 @@ def generate(config: GenerateConfig, progress: Callable[[str], None] = print) ->
             "successes": successes[t],
             "attempts": attempts[t],
             "success_rate": round(successes[t] / attempts[t], 4),
-            "seeds": [TRAIN_SEED_START, TRAIN_SEED_START + next_shard[t] * config.shard_size],
+            "seeds": [config.seed_start, config.seed_start + next_shard[t] * config.shard_size],
         }
         for t in config.tasks
     }

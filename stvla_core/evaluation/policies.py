@@ -149,26 +149,27 @@ def make_stvla(
     buffer: int | None = None,
     tracker: str | None = None,
     depth_source: str | None = None,
-    depth_mode: str = "traced",
+    depth_mode: str | None = None,
     seed: int = 0,
 ) -> Policy:
     """The ST-VLA policy from flat JSON settings: `checkpoint` a local folder or hub id of a
     SpatialVLA checkpoint, "stvla-s" (the shipped trained model), "tiny" (untrained) or "default"
     (stvla-s when shipped, else tiny); the traced depth of `variant` from a `buffer`-frame window.
     Trace settings left out are the checkpoint's own (those it was trained with, when it records
-    them), else the defaults (C, 30, lk, episode depth); `depth_mode` "model" gives plain
+    them), else the defaults (C, 30, lk, episode depth); `depth_mode` left out is the depth input
+    the checkpoint was trained on ("traced" unless it records another), "model" gives plain
     SpatialVLA."""
     from dataclasses import replace
 
     from stvla_core.model.shipped import default_checkpoint
     from stvla_core.policy import Policy as STVLAPolicy
-    from stvla_core.policy import PolicyConfig, checkpoint_trace_config
+    from stvla_core.policy import PolicyConfig, checkpoint_depth_input, checkpoint_trace_config
 
     if checkpoint == "default":
         checkpoint = default_checkpoint()
     given = {"variant": variant, "buffer": buffer, "tracker": tracker, "depth": depth_source}
     trace = replace(checkpoint_trace_config(checkpoint), **{k: v for k, v in given.items() if v is not None})
-    config = PolicyConfig(depth=depth_mode, trace=trace)
+    config = PolicyConfig(depth=depth_mode or checkpoint_depth_input(checkpoint), trace=trace)
     if checkpoint == "tiny":
         return STVLAPolicy.tiny(config, seed)
     return STVLAPolicy.from_pretrained(checkpoint, config)

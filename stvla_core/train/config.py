@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from stvla_core.train.pack import DEPTH_MODES
+from stvla_core.train.pack import parse_mode
 
 UNNORM_KEY = "maniskill_panda_10hz"
 
@@ -16,7 +16,9 @@ UNNORM_KEY = "maniskill_panda_10hz"
 class TrainConfig:
     pack: str = "data/stvla-sim-pack"
     run_dir: str = "runs/stvla-s"
-    depth_mode: str = "C"  # which of the pack's depth inputs the model is trained on
+    depth_mode: str = (
+        "C"  # which of the pack's depth inputs the model is trained on ("none", "raw", "C@7", ...)
+    )
     hidden: int = 256
     layers: int = 6
     heads: int = 4
@@ -41,12 +43,20 @@ class TrainConfig:
     # > 0: measure the first steps' speed and train only as many steps as fit this many seconds
     # (the learning-rate schedule is laid over that count); for machines leased by the minute
     time_budget_s: float = 0.0
+    # runs sharing one GPU at equal budget: each writes its step count for time_budget_s into this
+    # folder and all train the smallest of `budget_group_size` counts (the same steps for every row)
+    budget_group: str = ""
+    budget_group_size: int = 0
+    # random shift of each training image by up to this many pixels (edges repeated), the pooled depth
+    # shifted by the same amount in grid cells: against overfitting to the few hundred demonstrations
+    augment_shift: int = 0
 
     def validate(self) -> None:
-        if self.depth_mode not in DEPTH_MODES:
-            raise ValueError(
-                f"depth_mode: expected one of {', '.join(DEPTH_MODES)}, found {self.depth_mode!r}"
-            )
+        parse_mode(self.depth_mode)
+        if self.augment_shift < 0:
+            raise ValueError(f"augment_shift: expected >= 0 pixels, found {self.augment_shift}")
+        if self.budget_group and (self.budget_group_size < 1 or self.time_budget_s <= 0):
+            raise ValueError("budget_group needs budget_group_size >= 1 and a time_budget_s")
         for name in (
             "hidden",
             "layers",

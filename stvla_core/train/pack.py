@@ -9,12 +9,17 @@ OpenCV in worker processes when training starts.
 
     pack/meta.json          dataset, trace config, tasks, episodes (video, first frame, length,
                             seed, split), intrinsics, image size, grid size
-    pack/samples.npz        frame-aligned arrays over all episodes: episode, frame, actions (T, 7),
-                            depth_<mode> (T, g, g) uint16 in units of 0.1 mm (0 = invalid)
+    pack/samples.npz        frame-aligned arrays over all episodes: episode, frame, actions (T, 7)
+    pack/depth_<mode>.npz   depth (T, g, g) uint16 in units of 0.1 mm (0 = invalid), one file per
+                            mode, so a transfer can carry only the modes one run needs
     pack/videos/...         the dataset's mp4 files
+    pack/frames.npy         optional: every frame decoded (`decode_frames`), for several runs
+                            that share one machine
 
 Depth modes: "none" (zeros: the Ego3D encoder sees no depth), "raw" (the frame's own depth),
-"A", "B", "C" (traced). The held-out split is the last `val_fraction` of each task's episodes."""
+"A", "B", "C" (traced over the trace config's buffer), and "C@7" and the like: a traced variant
+over another buffer length (the paper's 7 / 15 / 30 comparison). The held-out split is the last
+`val_fraction` of each task's episodes."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,22 @@ from stvla_core.traces import VARIANTS, TraceConfig, TracePipeline
 
 DEPTH_UNIT_M = 1e-4  # uint16 steps of 0.1 mm: up to 6.55 m
 DEPTH_MODES = ("none", "raw", *VARIANTS)
-META, SAMPLES = "meta.json", "samples.npz"
+META, SAMPLES, FRAMES = "meta.json", "samples.npz", "frames.npy"
+
+
+def parse_mode(mode: str) -> tuple[str, int | None]:
+    """ "C" -> ("C", None): the trace config's buffer; "C@7" -> ("C", 7): a 7-frame buffer."""
+    base, _, buf = mode.partition("@")
+    if base not in DEPTH_MODES or (buf and (base not in VARIANTS or not buf.isdigit() or int(buf) < 2)):
+        raise ValueError(
+            f"depth mode {mode!r}: expected one of {', '.join(DEPTH_MODES)}, or a variant with a buffer "
+            f"length of at least 2 frames such as C@7"
+        )
+    return base, int(buf) if buf else None
+
+
+def depth_file(mode: str) -> str:
+    return f"depth_{mode}.npz"
 
 
 @dataclass
@@ -53,9 +73,10 @@ class PackConfig:
 
     def validate(self) -> None:
         self.trace.validate()
-        bad = [m for m in self.modes if m not in DEPTH_MODES]
-        if bad or not self.modes:
-            raise ValueError(f"modes: expected some of {', '.join(DEPTH_MODES)}, found {self.modes}")
+        if not self.modes:
+            raise ValueError(f"modes: expected some of {', '.join(DEPTH_MODES)}, found none")
+        for m in self.modes:
+            parse_mode(m)
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction: expected [0, 1), found {self.val_fraction}")
         if not (Path(self.dataset) / INFO).is_file():
@@ -83,17 +104,20 @@ def _pack_episode(args: tuple[dict[str, Any], int]) -> dict[str, np.ndarray]:
     ep = load_episode(config.dataset, episode_index=index)
     if ep.actions is None:
         raise EpisodeError(f"{config.dataset} episode {index} has no actions")
-    pipe = TracePipeline(config.trace)
+    buffers = {parse_mode(m)[1] or config.trace.buffer for m in config.modes if m != "none"}
+    pipes = {b: TracePipeline(replace(config.trace, buffer=b)) for b in buffers}
     s, g = config.image_size, (config.image_size // config.patch_size) * config.ego3d_reso
     out = {m: np.zeros((ep.num_frames, g, g), np.uint16) for m in config.modes}
     import cv2
 
     for t in range(ep.num_frames):
-        frame = pipe.at(ep, t) if any(m != "none" for m in config.modes) else None
+        frames = {b: pipe.at(ep, t) for b, pipe in pipes.items()}
         for m in config.modes:
-            if m == "none":
+            base, buf = parse_mode(m)
+            if base == "none":
                 continue
-            d = frame.depth if m == "raw" else frame.traced[m]
+            frame = frames[buf or config.trace.buffer]
+            d = frame.depth if base == "raw" else frame.traced[base]
             if d.shape != (s, s):  # as the processor resizes: nearest, keeping trace values exact
                 d = cv2.resize(d, (s, s), interpolation=cv2.INTER_NEAREST)
             pooled = pool_depth(
@@ -156,9 +180,9 @@ def prepare_pack(config: PackConfig, progress: Any = print) -> Path:
         "frame": np.concatenate([np.arange(len(p["actions"]), dtype=np.int32) for p in parts]),
         "actions": np.concatenate([p["actions"] for p in parts]),
     }
-    for m in config.modes:
-        arrays[f"depth_{m}"] = np.concatenate([p[f"depth_{m}"] for p in parts])
     np.savez_compressed(tmp / SAMPLES, **arrays)
+    for m in config.modes:
+        np.savez_compressed(tmp / depth_file(m), depth=np.concatenate([p[f"depth_{m}"] for p in parts]))
     intr = info["features"][video_key]["info"].get("camera.intrinsics")
     meta = {
         "config": cfg,
@@ -210,35 +234,59 @@ def _decode_video(path: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def load_pack(path: str | Path, modes: list[str] | None = None, workers: int | None = None) -> Pack:
-    """Read a pack; its videos are decoded in `workers` processes (default: the CPU count)."""
-    root = Path(path)
-    if not (root / META).is_file():
-        raise FileNotFoundError(
-            f"{root} is not a training pack (no {META}); make one with `python -m stvla_core.train prepare`"
-        )
-    meta = json.loads((root / META).read_text())
-    data = np.load(root / SAMPLES)
-    modes = modes or list(meta["config"]["modes"])
-    missing = [m for m in modes if f"depth_{m}" not in data]
-    if missing:
-        raise ValueError(f"pack {root} has no depth for {missing}; it has {meta['config']['modes']}")
+def _decode_videos(root: Path, meta: dict[str, Any], workers: int | None) -> np.ndarray:
     videos = sorted({e["video"] for e in meta["episodes"]})
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers or os.cpu_count() or 1) as pool:
         decoded = dict(zip(videos, pool.map(_decode_video, [str(root / v) for v in videos]), strict=True))
-    frames = np.concatenate(
+    return np.concatenate(
         [decoded[e["video"]][e["first_frame"] : e["first_frame"] + e["length"]] for e in meta["episodes"]]
     )
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    if not (root / META).is_file():
+        raise FileNotFoundError(
+            f"{root} is not a training pack (no {META}); make one with `python -m stvla_core.train prepare`"
+        )
+    return json.loads((root / META).read_text())
+
+
+def decode_frames(path: str | Path, workers: int | None = None) -> Path:
+    """Decode the pack's videos once into pack/frames.npy (written whole, then renamed), so that
+    several training runs on one machine map the same frames instead of each decoding them."""
+    root = Path(path)
+    frames = _decode_videos(root, _read_meta(root), workers)
+    tmp = root / f".tmp-{os.getpid()}-{FRAMES}"
+    np.save(tmp, frames)
+    os.replace(tmp, root / FRAMES)
+    return root / FRAMES
+
+
+def load_pack(path: str | Path, modes: list[str] | None = None, workers: int | None = None) -> Pack:
+    """Read a pack; its frames come from pack/frames.npy when present (`decode_frames`), else its
+    videos are decoded in `workers` processes (default: the CPU count)."""
+    root = Path(path)
+    meta = _read_meta(root)
+    data = np.load(root / SAMPLES)
+    modes = modes or list(meta["config"]["modes"])
+    missing = [m for m in modes if not (root / depth_file(m)).is_file()]
+    if missing:
+        raise ValueError(
+            f"pack {root} has no depth for {missing} (no {', '.join(depth_file(m) for m in missing)}); "
+            f"it was made with modes {meta['config']['modes']}"
+        )
     n = len(data["actions"])
+    frames = np.load(root / FRAMES, mmap_mode="r") if (root / FRAMES).is_file() else None
+    if frames is None or len(frames) != n:
+        frames = _decode_videos(root, meta, workers)
     if len(frames) != n:
         raise EpisodeError(f"pack {root}: videos hold {len(frames)} frames of its episodes, samples {n}")
     unit = float(meta["depth_unit_m"])
-    return Pack(
-        meta,
-        frames,
-        data["actions"].astype(np.float32),
-        data["episode"],
-        data["frame"],
-        {m: data[f"depth_{m}"].astype(np.float32) * unit for m in modes},
-    )
+    depth = {}
+    for m in modes:
+        d = np.load(root / depth_file(m))["depth"]
+        if d.shape[0] != n:
+            raise EpisodeError(f"pack {root}: {depth_file(m)} holds {d.shape[0]} frames, samples {n}")
+        depth[m] = d.astype(np.float32) * unit
+    return Pack(meta, frames, data["actions"].astype(np.float32), data["episode"], data["frame"], depth)

@@ -38,12 +38,12 @@ from stvla_core.jobs.files import atomic_write_text
 from stvla_core.model.configuration_spatialvla import stvla_s_config
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
 from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, scale_intrinsics
-from stvla_core.policy import TRACE_FILE
+from stvla_core.policy import DEPTH_INPUT_FILE, TRACE_FILE
 from stvla_core.runs import COMPLETE, complete_checkpoints, locked_run_dir, read_metrics
 from stvla_core.traces import VARIANTS
 from stvla_core.train.config import TrainConfig
 from stvla_core.train.grid import write_processor_config
-from stvla_core.train.pack import Pack, load_pack
+from stvla_core.train.pack import Pack, load_pack, parse_mode
 
 SHARD_BYTES = 15 * 2**20
 Progress = Callable[[str], None]
@@ -137,6 +137,28 @@ def make_batch(data: DeviceData, idx: torch.Tensor) -> Batch:
     )
 
 
+def shift_images(
+    pixels: torch.Tensor, depth: torch.Tensor, max_shift: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random translation augmentation (DrQ's pad-and-crop): (B, 3, S, S) pixels moved by up to
+    `max_shift` pixels per axis, edges repeated; the (B, 1, g, g) pooled depth moved by the same
+    offset in grid cells (rounded), so image and depth stay aligned to within half a cell."""
+    b, _, s, _ = pixels.shape
+    g = depth.shape[-1]
+    shift = torch.randint(-max_shift, max_shift + 1, (2, b), generator=generator).to(pixels.device)
+
+    def move(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1]
+        grid = torch.arange(n, device=x.device)
+        rows = (grid[None] - dy[:, None]).clamp(0, n - 1)  # (B, n): source row of each output row
+        cols = (grid[None] - dx[:, None]).clamp(0, n - 1)
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+    cells = torch.round(shift.float() * g / s).long()
+    return move(pixels, shift[0], shift[1]), move(depth, cells[0], cells[1])
+
+
 def lr_at(config: TrainConfig, step: int) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
@@ -195,6 +217,26 @@ def evaluate(
         "val_gripper_accuracy": float(((pred[:, 6] > 0.5) == (truth[:, 6] > 0.5)).mean()),
         "baseline_mean_action_l1": float(np.abs(mean_action[None] - truth).mean()),
     }
+
+
+def agree_on_steps(config: TrainConfig, steps: int, progress: Progress, timeout_s: float = 300) -> int:
+    """Runs of one budget group (sharing a GPU) each post the steps their time budget allows and
+    all take the smallest, so every row of a comparison trains the same number of steps."""
+    group = Path(config.budget_group)
+    group.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(group / f"{Path(config.run_dir).name}.steps", f"{steps}\n")
+    deadline = time.time() + timeout_s
+    while True:
+        posted = sorted(group.glob("*.steps"))
+        if len(posted) >= config.budget_group_size:
+            agreed = min(int(f.read_text()) for f in posted)
+            progress(f"budget group {group.name}: {len(posted)} runs, training {agreed} steps each")
+            return agreed
+        if time.time() > deadline:
+            raise TimeoutError(
+                f"budget group {group}: {len(posted)} of {config.budget_group_size} runs posted their steps"
+            )
+        time.sleep(0.5)
 
 
 # -- run folder ------------------------------------------------------------------------------
@@ -329,7 +371,9 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     progress(
         f"model: {n_params / 1e6:.2f} M parameters on {device} ({'bf16 autocast' if use_bf16 else 'fp32'})"
     )
+    aug_rng = torch.Generator()
     last = t_warm = time.time()
+    stopped_early = 0
     total = config.steps
     with metrics_path.open("a") as log:
         for step in range(start, config.steps):
@@ -342,6 +386,10 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
                 train_idx[batch_indices(len(train_idx), config.batch_size, config.seed, step)], device=device
             )
             batch = make_batch(data, sel)
+            if config.augment_shift:  # seeded by step, as the batches: a resumed run sees the same shifts
+                aug_rng.manual_seed(config.seed * 1_000_003 + step)
+                pixels, depth = shift_images(batch.pixel_values, batch.depth, config.augment_shift, aug_rng)
+                batch = replace(batch, pixel_values=pixels, depth=depth)
             with autocast():
                 logits = action_logits(model, batch)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1))
@@ -350,14 +398,23 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             n = step + 1
-            if config.time_budget_s > 0 and n == start + 10:
-                t_warm = time.time()  # the first steps pay for kernel selection: time the next 20
-            if config.time_budget_s > 0 and n == start + 30:
-                per_step = (time.time() - t_warm) / 20
+            # the first steps pay for kernel selection (and, in a budget group, the other runs are
+            # still loading): time steps 20..60
+            if config.time_budget_s > 0 and n == start + 20:
+                t_warm = time.time()
+            if config.time_budget_s > 0 and n == start + 60:
+                per_step = (time.time() - t_warm) / 40
                 left = config.time_budget_s - (time.time() - t_start) - 30  # export and margin
-                total = min(config.steps, n + max(0, int(left / (per_step * 1.1))))
+                total = min(config.steps, n + max(0, int(left / (per_step * 1.15))))
+                if config.budget_group:
+                    total = agree_on_steps(config, total, progress)
                 config = replace(config, steps=total)
                 progress(f"time budget: {per_step * 1000:.0f} ms per step, training {total} steps")
+            if config.time_budget_s > 0 and time.time() - t_start > config.time_budget_s - 15 and n < total:
+                progress(f"time budget spent at step {n} of {total}: stopping early")
+                stopped_early = n
+                config = replace(config, steps=n)
+                total = n
             if n % config.log_every == 0 or n == config.steps:
                 value = loss.item()
                 if not math.isfinite(value):
@@ -399,9 +456,13 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     model.save_pretrained(tmp, torch.bfloat16, SHARD_BYTES)
     shutil.copy2(proc_dir / "processor_config.json", tmp / "processor_config.json")
     trace = dict(pack.meta["config"]["trace"])
-    if config.depth_mode in VARIANTS:
-        trace["variant"] = config.depth_mode
+    base, buffer = parse_mode(config.depth_mode)
+    if base in VARIANTS:
+        trace["variant"] = base
+    trace["buffer"] = buffer or trace["buffer"]
     (tmp / TRACE_FILE).write_text(json.dumps(trace, indent=2) + "\n")
+    depth_input = "traced" if base in VARIANTS else base
+    (tmp / DEPTH_INPUT_FILE).write_text(json.dumps({"depth": depth_input}) + "\n")
     shutil.rmtree(export, ignore_errors=True)
     os.rename(tmp, export)
     rows = read_metrics(metrics_path, config.steps)
@@ -418,6 +479,7 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         "first_loss": train_rows[0]["loss"] if train_rows else None,
         "last_loss": train_rows[-1]["loss"] if train_rows else None,
         "final_eval": evals[-1] if evals else None,
+        "stopped_early_at": stopped_early or None,  # the time budget ran out before the planned steps
         "seconds": round(time.time() - t_start, 1),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
