@@ -5,9 +5,11 @@ Each row is the same recipe (a TrainConfig) with its own depth input ("none", "r
 (`decode_frames`) and mapped by every run; with a time budget the runs agree on one step count
 (`budget_group`), so every row trains the same steps on the same batches (same seed).
 
-Leased machines return a few files of bounded size, so `bundle` packs the runs (exported model,
-metrics, summary, config, log; no optimizer checkpoints) into xz-compressed tar parts of at most
-`part_bytes`, and `unbundle` restores them: bf16 weights compress to about 70 %."""
+Leased machines return a few files of bounded size (the lent H200: 8 files of 16 MiB, 64 MiB in
+all per call), so `bundle` packs the runs (exported model, metrics, summary, config, log; no
+optimizer checkpoints) into xz-compressed tar parts of at most `part_bytes`, and `unbundle`
+restores them: bf16 weights compress to about 70 %, so three 18 M-parameter rows need two calls'
+worth of parts (the second call, on the still-warm machine, copies the remaining parts)."""
 
 from __future__ import annotations
 
