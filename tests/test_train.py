@@ -413,5 +413,12 @@ def test_rows_train_at_equal_steps_and_travel_in_bounded_parts(pack: Path, tmp_p
         for f in (run / "model").iterdir():
             assert (tmp_path / "back" / run.name / "model" / f.name).read_bytes() == f.read_bytes()
     assert not (tmp_path / "back" / "none" / "checkpoints").exists()  # optimizer states stay behind
+    card = rows.record(runs[1], tmp_path / "rec" / "C-b4")
+    assert json.loads((card / "depth_input.json").read_text()) == {"depth": "traced"}
+    assert json.loads((card / "trace_config.json").read_text())["buffer"] == 4
+    assert "# Ablation row `C@4`" in (card / "README.md").read_text()
+    assert not list(card.glob("*.safetensors"))
+    with pytest.raises(FileNotFoundError, match="not a finished training run: no config.json"):
+        rows.record(tmp_path / "x", tmp_path / "rec2")
     with pytest.raises(ValueError, match="each depth mode once"):
         rows.train_rows(recipe, ["C", "C"], tmp_path / "x")

@@ -7,6 +7,7 @@ python -m stvla_core.train run --config runs/stvla-s/config.json     (resume, or
 python -m stvla_core.train rows --config recipe.json --modes none raw C --runs-root runs/ablation
     [--time-budget-s 480 | --steps 2000] [--bundle OUT]    (one run per depth input, in parallel)
 python -m stvla_core.train unbundle OUT/part-*.bin --dest runs/ablation
+python -m stvla_core.train record runs/ablation/* --dest results/ablation
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     ro.add_argument("--steps", type=int, help="fixed steps (drops the recipe's time budget)")
     ro.add_argument("--time-budget-s", type=float, help="overrides the recipe's time budget")
     ro.add_argument("--bundle", help="also write the runs as compressed parts of <= 16 MB to this folder")
+    rec = sub.add_parser("record", help="a run's configs, metrics, log and a model card, without weights")
+    rec.add_argument("runs", nargs="+")
+    rec.add_argument("--dest", required=True, help="one folder per run is made in it")
     un = sub.add_parser("unbundle", help="restore runs from the parts `rows --bundle` wrote")
     un.add_argument("parts", nargs="+")
     un.add_argument("--dest", required=True)
@@ -71,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 def _rows(args: argparse.Namespace) -> int:
     from stvla_core.train import rows
 
+    if args.command == "record":
+        for run in args.runs:
+            print(f"wrote {rows.record(run, Path(args.dest) / Path(run).name)}")
+        return 0
     if args.command == "unbundle":
         print("restored " + ", ".join(rows.unbundle([Path(p) for p in args.parts], args.dest)))
         return 0
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote {out}")
             return 0
-        if args.command in ("rows", "unbundle"):
+        if args.command in ("rows", "unbundle", "record"):
             return _rows(args)
         if args.command == "decode":
             print(f"wrote {decode_frames(args.pack, args.workers)}")

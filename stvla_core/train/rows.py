@@ -141,3 +141,46 @@ def unbundle(parts: list[Path], dest: str | Path) -> list[str]:
             runs.add(member.name.split("/")[0])
         tar.extractall(dest, filter="data")
     return sorted(runs)
+
+
+RECORDED = {
+    "config.json": "train_config.json",
+    "metrics.jsonl": "metrics.jsonl",
+    "summary.json": "summary.json",
+    "train.log": "train.log",
+    "model/config.json": "model_config.json",
+    "model/trace_config.json": "trace_config.json",
+    "model/depth_input.json": "depth_input.json",
+    "model/processor_config.json": "processor_config.json",
+}
+
+
+def record(run: str | Path, dest: str | Path) -> Path:
+    """Everything about a row but its weights (configs, metrics, log) and a model card, in dest:
+    small enough for git, so each row's training is documented where the weights cannot go."""
+    import shutil
+
+    run, dest = Path(run), Path(dest)
+    missing = [name for name in RECORDED if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} is not a finished training run: no {', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, name in RECORDED.items():
+        shutil.copy2(run / src, dest / name)
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    e = summary.get("final_eval") or {}
+    (dest / "README.md").write_text(
+        f"# Ablation row `{config['depth_mode']}`\n\n"
+        f"ST-VLA-S ({summary['parameters'] / 1e6:.1f} M parameters) trained from scratch on the depth input "
+        f"`{config['depth_mode']}` of the pack `{config['pack']}`: {summary['steps']} steps of batch "
+        f"{config['batch_size']}, {summary['seconds']} s on {summary['device']} ({summary['precision']}), "
+        f"in parallel with the other rows of its call (`python -m stvla_core.train rows`).\n\n"
+        f"- loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; held-out loss "
+        f"{e.get('val_loss', float('nan')):.4f}\n"
+        f"- held-out action L1 {e.get('val_action_l1', float('nan')):.5f} against "
+        f"{e.get('baseline_mean_action_l1', float('nan')):.5f} for the mean action\n"
+        f"- weights: not in git (36 MB); `train_config.json` retrains them, `trace_config.json` and "
+        f"`depth_input.json` say what the policy sees at inference.\n"
+    )
+    return dest
