@@ -115,10 +115,12 @@ def from_env(env: Mapping[str, str] | None = None, base: AppSettings | None = No
     return (base or AppSettings()).with_changes(**changes)
 
 
-def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppSettings:
+def parse_args(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, prog: str = "stvla-studio"
+) -> AppSettings:
     """CLI flags override environment variables, which override the defaults."""
     base = from_env(env)
-    p = argparse.ArgumentParser(prog="app.py", description="ST-VLA Studio: the Gradio app")
+    p = argparse.ArgumentParser(prog=prog, description="ST-VLA Studio: the Gradio app")
     for f in fields(AppSettings):
         var, help_text = _ENV[f.name]
         flag = "--" + f.name.replace("_", "-")
