@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from app.panels import buffer_strip, fit, legend, thumbnails
+from app.panels import DISPLAY_SIDE, buffer_strip, fit, legend, thumbnails
 from app.plots import actions_figure
 from stvla_core.episodes import Episode
 from stvla_core.policy import Policy, Prediction
-from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range
+from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range, draw_traced
 from stvla_core.traces.quality import depth_quality, tracker_quality
 
 
@@ -108,12 +108,15 @@ def make_step_view(pred: Prediction, thumbs: np.ndarray, image_dir: Path) -> Ste
     f = pred.traced
     assert f is not None, "inspection predictions carry their traced frame"
     vmin, vmax = depth_range(f.depth, *f.traced.values())
+    outline = -(-max(f.depth.shape) // DISPLAY_SIDE)  # still 1 px wide once `fit` scales it down
     view = StepView(
         index=f.index,
         window=f.window.copy(),
         overlay=fit(f.overlay),
         depth=fit(colorize_depth(f.depth, vmin, vmax), nearest=True),
-        traced={v: fit(colorize_depth(f.traced[v], vmin, vmax), nearest=True) for v in VARIANTS},
+        traced={
+            v: fit(draw_traced(f.traced[v], f.masks[v], vmin, vmax, outline), nearest=True) for v in VARIANTS
+        },
         vmin=vmin,
         vmax=vmax,
         legend=legend(vmin, vmax),

@@ -199,7 +199,9 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     with gr.Row():
         variants = [img(label=f"Variant {VARIANT_NOTES[v]}", elem_id=f"variant-{v}") for v in VARIANTS]
     legend = img(
-        label="Shared colour scale (depth and A, B, C; black = invalid)", elem_id="legend", height=70
+        label="Shared colour scale (depth and A, B, C; black = invalid; traces outlined in white, their pixels keep their depth colour)",
+        elem_id="legend",
+        height=70,
     )
     quality = gr.Markdown(elem_id="quality")
     with gr.Row():

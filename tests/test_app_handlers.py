@@ -24,7 +24,7 @@ from app.panels import buffer_strip, legend
 from app.settings import from_env, parse_args
 from app.settings_panel import apply_settings
 from stvla_core.episodes import EpisodeError, save_episode
-from stvla_core.traces import VARIANTS, TraceConfig, TracePipeline, colorize_depth, depth_range
+from stvla_core.traces import VARIANTS, TraceConfig, TracePipeline, colorize_depth, depth_range, draw_traced
 
 CONTROLS = (8, "lk", "episode", 5, 2)  # buffer, tracker, depth, K, thickness
 T = 14
@@ -150,7 +150,7 @@ def test_step_images_match_the_trace_pipeline_on_one_shared_scale(insp: Inspecto
     ref = TracePipeline(TraceConfig(buffer=8, tracker="lk", depth="episode", max_traces=5)).at(ep, t)
     vmin, vmax = depth_range(ref.depth, *ref.traced.values())
     for v, path in zip(VARIANTS, out[5:8], strict=True):
-        np.testing.assert_array_equal(read_png(path), colorize_depth(ref.traced[v], vmin, vmax))
+        np.testing.assert_array_equal(read_png(path), draw_traced(ref.traced[v], ref.masks[v], vmin, vmax))
     np.testing.assert_array_equal(read_png(out[3]), ref.overlay)
     np.testing.assert_array_equal(read_png(out[4]), colorize_depth(ref.depth, vmin, vmax))
     np.testing.assert_array_equal(read_png(out[8]), legend(vmin, vmax))
