@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from app.compare import COMPARE_MODES, MODE_LABELS, StepComparison, compare_step, error_table, step_errors
 from app.panels import DISPLAY_SIDE, buffer_strip, fit, legend, thumbnails
-from app.plots import actions_figure
+from app.plots import actions_figure, errors_figure
 from stvla_core.episodes import Episode
 from stvla_core.policy import Policy, Prediction
 from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range, draw_traced
@@ -158,8 +159,14 @@ class EpisodeRun:
         self._lock = threading.Lock()  # the pipeline and its tracker are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._quality_done = False
+        self.quality_done = False
         self._figure: tuple[int, dict[str, Any]] | None = None
+        # the depth-input comparison: filled after the pictures, the step being viewed first
+        self.modes = COMPARE_MODES
+        self.comparisons: list[StepComparison | None] = [None] * episode.num_frames
+        self._wanted: int | None = None
+        self.compare_error: str | None = None
+        self._errors: tuple[int, dict[str, Any], pd.DataFrame] | None = None
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -167,8 +174,13 @@ class EpisodeRun:
         return sum(s is not None for s in self.steps)
 
     @property
+    def compared(self) -> int:
+        return sum(c is not None for c in self.comparisons)
+
+    @property
     def finished(self) -> bool:
-        return self.error is not None or (self.done == len(self.steps) and self._quality_done)
+        compared = self.compare_error is not None or self.compared == len(self.steps)
+        return self.error is not None or (self.done == len(self.steps) and self.quality_done and compared)
 
     @property
     def running(self) -> bool:
@@ -190,6 +202,33 @@ class EpisodeRun:
                     self.policy.predict(self.episode, t), self.thumbs, self.image_dir
                 )
             return self.steps[t]  # type: ignore[return-value]
+
+    def want(self, t: int) -> None:
+        """Step t is on screen: the background compares its depth inputs next."""
+        if 0 <= t < len(self.comparisons) and self.comparisons[t] is None:
+            self._wanted = t
+
+    def compare(self, t: int) -> StepComparison:
+        """The depth-input comparison of step t: from the cache, or computed now and cached."""
+        hit = self.comparisons[t]
+        if hit is not None:
+            return hit
+        with self._lock:
+            if self.comparisons[t] is None:
+                preds = self.policy.predict_modes(self.episode, t, self.modes)
+                reference = self.policy.config.trace.variant
+                self.comparisons[t] = compare_step(preds, self.episode.actions, reference)
+            return self.comparisons[t]  # type: ignore[return-value]
+
+    def errors(self) -> tuple[dict[str, Any], pd.DataFrame]:
+        """The per-input action error chart and table for the steps compared so far (rebuilt only
+        when that count grows)."""
+        n = self.compared
+        if self._errors is None or self._errors[0] != n:
+            modes = list(self.modes)
+            fig = errors_figure(step_errors(self.comparisons, modes), modes, MODE_LABELS)
+            self._errors = (n, fig, error_table(self.comparisons, modes))
+        return self._errors[1], self._errors[2]
 
     def traced_frame(self, t: int) -> TracedFrame:
         """The full-resolution traced frame of step t (for export; depth comes from the cache)."""
@@ -237,12 +276,35 @@ class EpisodeRun:
             for t in range(len(self.steps)):
                 if self._stop.is_set():
                     return
+                self._compare_wanted()
                 self.step(t)
             self.figure()  # the finished chart, built here rather than on a slider move
-            if not self._quality_done:
+            if not self.quality_done:
                 self._compute_quality()
         except Exception as e:  # shown in the UI; the app keeps serving what is cached
             self.error = f"{type(e).__name__}: {e}"
+            return
+        for t in range(len(self.comparisons)):
+            if self._stop.is_set() or self.compare_error:
+                return
+            self._compare_wanted()
+            self._compare_or_note(t)
+        self.errors()
+
+    def _compare_wanted(self) -> None:
+        t, self._wanted = self._wanted, None
+        if t is not None:
+            self._compare_or_note(t)
+
+    def _compare_or_note(self, t: int) -> None:
+        """A comparison that fails (a depth input this policy cannot take) stops the comparisons
+        only, with the reason shown; the pictures keep coming."""
+        if self.compare_error:
+            return
+        try:
+            self.compare(t)
+        except Exception as e:
+            self.compare_error = f"{type(e).__name__}: {e}"
 
     def _compute_quality(self) -> None:
         ep, pipe = self.episode, self.policy.pipeline
@@ -261,7 +323,7 @@ class EpisodeRun:
                 self.quality["depth"] = "the depth source is the recorded depth itself (no estimate to judge)"
             else:
                 self.quality["depth"] = depth_quality(ep, pipe.depth_estimator)
-        self._quality_done = True
+        self.quality_done = True
 
 
 class FrameCache:

@@ -20,15 +20,17 @@ import pandas as pd
 
 from app.backends import Backends
 from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings
+from app.compare import error_table_html, pending_html
 from app.episodes import EpisodeStore
 from app.export import write_actions_csv, write_episode_zip
-from app.plots import with_step
+from app.plots import plot_data, with_step
 from app.settings import AppSettings
 from stvla_core.episodes import ACTION_NAMES, Episode
 from stvla_core.traces import VARIANTS
 
-STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "tokens")
-POLL_OUTPUTS = ("progress", "plot", "quality", "message", "seen")
+STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "tokens", "compare")
+IMAGE_OUTPUTS = slice(2, 2 + 4 + len(VARIANTS))  # buffer .. legend: the pictures the browser swaps itself
+POLL_OUTPUTS = ("progress", "plot", "quality", "message", "compare", "variant_errors", "errors_plot", "seen")
 
 
 @dataclass
@@ -159,13 +161,14 @@ class Inspector:
             view = self.view_settings(buffer, tracker, depth, max_traces, thickness)
             run = self.run_for(episode_id, view, session)
             t = int(np.clip(int(t), 0, len(run.steps) - 1))
+            run.want(t)
             view = run.cached(t) or run.step(t)
         except Exception as e:
             return self.blank(describe(e))
-        out = self.present(run, view)
+        out = list(self.present(run, view))
         if shown and shown == image_url_dir(run):
-            return (*out[:2], *(gr.skip() for _ in out[2:-1]), out[-1])
-        return out
+            out[IMAGE_OUTPUTS] = [gr.skip()] * len(out[IMAGE_OUTPUTS])
+        return tuple(out)
 
     def present(self, run: EpisodeRun, view: StepView) -> tuple[Any, ...]:
         ep = run.episode
@@ -178,10 +181,11 @@ class Inspector:
             *(view.files[v] for v in VARIANTS),
             view.files["legend"],
             view.tokens_html,
+            comparison_at(run, view.index),
         )
 
     def blank(self, message: str) -> tuple[Any, ...]:
-        return (error_box(message), "", None, None, None, None, None, None, None, None)
+        return (error_box(message), "", *(None for _ in STEP_OUTPUTS[2:-2]), "", "")
 
     def plot_at(self, episode_id: str | None, t: float, *controls: Any, session: str = "") -> Any:
         """The actions chart with step t marked. Apart from `render` (chained after it) because
@@ -198,20 +202,25 @@ class Inspector:
     ) -> tuple[Any, ...]:
         """Progress of the background precompute; the chart and quality tables when it moved on.
         `seen` is this session's last reported state, so an idle poll sends nothing large."""
+        idle = (*(gr.skip() for _ in POLL_OUTPUTS[1:-1]), seen)
         if not episode_id or not self.ctx.store.visible(episode_id, session):
-            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
+            return ("", *idle)
         run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
         if run is None:
-            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
-        state = f"{run.key}|{run.done}|{run.finished}|{run.error}"
+            return ("", *idle)
+        state = f"{run.key}|{run.done}|{run.compared}|{run.finished}|{run.error}|{run.compare_error}"
         if state == seen:
-            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen)
+            return (gr.skip(), *idle)
         t = int(np.clip(int(t), 0, len(run.steps) - 1))
+        figure, table = run.errors()
         return (
             progress_html(run),
             with_step(run.figure(), t),
             quality_text(run),
             error_box(run.error or ""),
+            comparison_at(run, t),
+            error_table_html(table, len(run.steps)),
+            plot_data(figure),
             state,
         )
 
@@ -274,6 +283,16 @@ def info_text(ep: Episode, view: StepView) -> str:
     )
 
 
+def comparison_at(run: EpisodeRun, t: int) -> str:
+    """The depth-input comparison of step t once cached, else a note that it is on its way."""
+    cmp = run.comparisons[t]
+    if cmp is not None:
+        return cmp.html
+    if run.compare_error:
+        return error_box(f"depth inputs cannot be compared: {run.compare_error}")
+    return pending_html(t)
+
+
 def image_url_dir(run: EpisodeRun) -> str:
     return f"{run.image_dir.as_posix()}/"
 
@@ -292,7 +311,7 @@ def progress_html(run: EpisodeRun) -> str:
     n, total = run.done, len(run.steps)
     if run.error:
         state = "stopped by an error"
-    elif run.finished:
+    elif n == total and run.quality_done:
         state = "all steps cached"
     elif n == total:
         state = "steps cached; quality vs ground truth..."
@@ -304,9 +323,11 @@ def progress_html(run: EpisodeRun) -> str:
         ready = (
             f" data-dir='{html.escape(image_url_dir(run), quote=True)}' data-key='{key}' data-steps='{total}'"
         )
+    compared = "stopped" if run.compare_error else f"{run.compared}/{total}"
     return (
         f"<div class='stvla-progress'{ready}><progress value='{n}' max='{total}'></progress> "
-        f"<span>{n}/{total} steps · {state}</span></div>"
+        f"<span>{n}/{total} steps · {state}</span><br><progress value='{run.compared}' max='{total}'>"
+        f"</progress> <span>depth inputs compared: {compared}</span></div>"
     )
 
 

@@ -25,6 +25,10 @@ CSS = """
 .stvla-progress progress {width: 60%; vertical-align: middle}
 .stvla-tokens table {font-family: monospace; font-size: 12px; border-collapse: collapse}
 .stvla-tokens th, .stvla-tokens td {padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd}
+.stvla-compare table, .stvla-compare-errors table {font-family: monospace; font-size: 12px; border-collapse: collapse; margin-bottom: 6px}
+.stvla-compare th, .stvla-compare td, .stvla-compare-errors th, .stvla-compare-errors td {padding: 2px 6px; text-align: left; border-bottom: 1px solid #ddd}
+.stvla-compare td.stvla-changed {background: #ffe08a; font-weight: bold}
+.stvla-compare tr.stvla-recorded {background: #e8f0fe}
 """
 VARIANT_NOTES = {
     "A": "A: each trace pixel = depth of its point at its own time",
@@ -212,12 +216,22 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         "**Current prediction: action tokens** (grid cell = bin per axis; probability over the vocabulary; top-k alternatives)"
     )
     tokens = gr.HTML(elem_id="tokens")
+    gr.Markdown(
+        "**Depth inputs compared: what each one does to the policy's actions** (this step; computed in "
+        "the background, the step on screen first)"
+    )
+    compare = gr.HTML(elem_id="compare")
+    variant_errors = gr.HTML(elem_id="variant-errors")
+    errors_plot = gr.Plot(
+        label="Action error per step and depth input (mean |predicted − recorded| of the executed action)",
+        elem_id="errors-plot",
+    )
     with gr.Row():
         zip_btn = gr.Button("Export traced maps + overlays (zip: npz, png, mp4, csv)", elem_id="export-zip")
         csv_btn = gr.Button("Export actions table (CSV)", elem_id="export-csv")
     download = gr.File(label="Download", elem_id="download", interactive=False)
 
-    step = [message, info, buf, overlay, depth_img, *variants, legend, tokens]
+    step = [message, info, buf, overlay, depth_img, *variants, legend, tokens, compare]
     assert len(step) == len(STEP_OUTPUTS)
     playing = gr.State(False)
     seen = gr.State("")
@@ -252,7 +266,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     player.tick(
         per_session(insp.tick), [episode, slider], [slider, playing, player, play], show_progress="hidden"
     )
-    poll_out = [progress, plot, quality, message, seen]
+    poll_out = [progress, plot, quality, message, compare, variant_errors, errors_plot, seen]
     assert len(poll_out) == len(POLL_OUTPUTS)
     poller.tick(per_session(insp.poll), [episode, slider, seen, *controls], poll_out, show_progress="hidden")
     zip_btn.click(per_session(insp.export_zip), [episode, *controls], [download, message])

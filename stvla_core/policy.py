@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,14 +188,21 @@ class Policy:
         """The model's prediction at step t of an episode (no ensembling: action = chunk[0]).
         `depth` overrides the configured depth mode (e.g. "A", "raw", "model") for comparison."""
         mode = depth or self.config.depth
-        if mode not in DEPTH_MODES:
-            raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
+        return self.predict_modes(episode, t, (mode,))[mode]
+
+    def predict_modes(self, episode: Episode, t: int, modes: Sequence[str]) -> dict[str, Prediction]:
+        """`predict` under each depth mode (e.g. "model", "raw", "A", "B", "C"), tracing step t
+        once for all of them: what each depth input does to the policy's actions."""
+        for mode in modes:
+            if mode not in DEPTH_MODES:
+                raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
         frame = None
-        if mode != "model":
+        if any(m != "model" for m in modes):
             pipe = self.pipeline or TracePipeline(self.config.trace)
             self.pipeline = pipe
             frame = pipe.at(episode, t)
-        return self._infer(episode.frames[t], frame, episode.instruction, episode.intrinsics, mode, t)
+        rgb, text, k = episode.frames[t], episode.instruction, episode.intrinsics
+        return {m: self._infer(rgb, None if m == "model" else frame, text, k, m, t) for m in modes}
 
     # -- shared -----------------------------------------------------------------------------
     def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:

@@ -40,7 +40,7 @@ def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ctx(episodes: Path):
-    c = AppContext.create(AppSettings(episodes_dir=str(episodes)))
+    c = AppContext.create(AppSettings(episodes_dir=str(episodes), policy="tiny"))
     yield c
     c.close()
 
@@ -198,12 +198,15 @@ def test_new_settings_are_a_new_cache_entry(insp: Inspector) -> None:
 
 def test_poll_reports_progress_then_quality_against_ground_truth(insp: Inspector) -> None:
     run = finished(insp, "bundled:right.npz")
-    progress, plot, quality, message, seen = insp.poll("bundled:right.npz", 3, "", *CONTROLS)
+    progress, plot, quality, message, compare, errors, errors_plot, seen = insp.poll(
+        "bundled:right.npz", 3, "", *CONTROLS
+    )
     assert f"value='{T}' max='{T}'" in progress and "all steps cached" in progress
+    assert f"depth inputs compared: {T}/{T}" in progress and "data-step='3'" in compare
     assert "median_px" in quality and "recorded depth itself" in quality
     assert run.quality["tracker"].iloc[-1]["step"] == "all"
     again = insp.poll("bundled:right.npz", 3, seen, *CONTROLS)
-    assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:4])  # nothing new
+    assert all(isinstance(o, dict) and o.get("__type__") == "update" for o in again[:7])  # nothing new
 
 
 def test_a_cached_run_hands_its_picture_folder_to_the_browser(insp: Inspector) -> None:
@@ -218,8 +221,8 @@ def test_a_cached_run_hands_its_picture_folder_to_the_browser(insp: Inspector) -
         assert all((run.image_dir / f"{t:05d}_{part}.png").is_file() for part in STEP_IMAGES.values())
     # the browser already shows this folder's pictures: the answer carries text and tokens only
     out = insp.render("bundled:right.npz", 3, *CONTROLS, folder)
-    assert out[0] == "" and "frame 3" in out[1] and "<table" in out[-1]
-    assert all(isinstance(o, dict) and o.get("__type__") == "update" and len(o) == 1 for o in out[2:-1])
+    assert out[0] == "" and "frame 3" in out[1] and "<table" in out[9] and "data-step='3'" in out[10]
+    assert all(isinstance(o, dict) and o.get("__type__") == "update" and len(o) == 1 for o in out[2:9])
     # a folder of other settings (stale in the browser) gets the pictures
     full = insp.render("bundled:right.npz", 3, *CONTROLS, "/tmp/run-older/")
     assert full == insp.render("bundled:right.npz", 3, *CONTROLS)
