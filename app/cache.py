@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from app.compare import COMPARE_MODES, MODE_LABELS, StepComparison, compare_step, error_table, step_errors
+from app.episodes import SEP
 from app.panels import DISPLAY_SIDE, buffer_strip, fit, legend, thumbnails
 from app.plots import actions_figure, errors_figure
 from stvla_core.episodes import Episode
@@ -363,8 +364,8 @@ class FrameCache:
     def drop_episodes(self, episode_ids: list[str]) -> None:
         """Discard the runs of these episodes (forgotten uploads), in the background."""
         ids = set(episode_ids)
-        with self._lock:
-            gone = [self._runs.pop(k) for k in list(self._runs) if k[0] in ids]
+        with self._lock:  # a dataset's episode ids start with the dataset's id
+            gone = [self._runs.pop(k) for k in list(self._runs) if k[0] in ids or k[0].split(SEP)[0] in ids]
         for run in gone:
             run.stop()
             threading.Thread(target=run.discard, daemon=True).start()

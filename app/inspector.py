@@ -60,11 +60,15 @@ class AppContext:
     @classmethod
     def create(cls, settings: AppSettings) -> AppContext:
         settings.validate()
+        work_dir = Path(tempfile.mkdtemp(prefix="stvla-app-"))
         return cls(
             settings=settings,
             backends=Backends(settings),
-            store=EpisodeStore(settings.episodes_dir, settings.max_upload_bytes),
+            store=EpisodeStore(
+                settings.episodes_dir, settings.max_upload_bytes, unpack_dir=work_dir / "uploads"
+            ),
             cache=FrameCache(settings.cache_episodes),
+            work_dir=work_dir,
         )
 
 
@@ -225,8 +229,8 @@ class Inspector:
         )
 
     def upload(self, path: str | None, session: str = "") -> tuple[Any, str]:
-        """Load an uploaded episode into this session and select it; a bad file only shows its
-        error."""
+        """Load an uploaded episode (or dataset) into this session and select it; a bad file only
+        shows its error."""
         if not path:
             return gr.skip(), ""
         try:
@@ -234,8 +238,54 @@ class Inspector:
         except Exception as e:
             # the upload's temporary folder means nothing to the user: name the file only
             text = describe(e).replace(str(Path(path)), Path(path).name)
+            text = text.replace(str(self.ctx.store.unpack_dir) + "/", "")
             return gr.skip(), error_box(f"could not load {Path(path).name!r}: {text}")
         return gr.Dropdown(choices=self.episode_choices(session), value=episode_id), ""
+
+    def open_path(self, path: str | None, session: str = "") -> tuple[Any, str]:
+        """Load an episode file or folder (a LeRobot dataset: listed, episodes decoded when
+        picked) from a path on the server's machine into this session and select it."""
+        if not path or not path.strip():
+            return gr.skip(), error_box(
+                "type the path of an episode file, a LeRobot dataset or a frames folder"
+            )
+        try:
+            episode_id = self.ctx.store.open(path.strip(), session)
+        except Exception as e:
+            return gr.skip(), error_box(f"could not load {path.strip()!r}: {describe(e)}")
+        return gr.Dropdown(choices=self.episode_choices(session), value=episode_id), ""
+
+    def dataset_controls(self, episode_id: str | None, session: str = "") -> tuple[Any, Any, Any]:
+        """The dataset's episode and camera pickers and its summary, shown only while an episode
+        of a dataset is selected."""
+        d = self.ctx.store.dataset(episode_id, session)
+        if d is None:
+            hidden = gr.update(visible=False)
+            return hidden, hidden, gr.update(value="", visible=False)
+        episodes = [
+            (
+                f"{e.index}: {'?' if e.length is None else e.length} frames · {'; '.join(e.tasks) or '(no task)'}",
+                e.index,
+            )
+            for e in d.listing.episodes
+        ]
+        return (
+            gr.Dropdown(choices=episodes, value=d.index, visible=True),
+            gr.Dropdown(choices=list(d.listing.cameras), value=d.camera, visible=True),
+            gr.update(value=d.describe(), visible=True),
+        )
+
+    def pick_episode(
+        self, episode_id: str | None, index: float | None, camera: str | None, session: str = ""
+    ) -> tuple[Any, str]:
+        """Another episode or camera of the selected dataset: select it (decoded on first use)."""
+        if not episode_id or index is None or not camera:
+            return gr.skip(), ""
+        try:
+            picked = self.ctx.store.pick(episode_id, int(index), camera, session)
+        except Exception as e:
+            return gr.skip(), error_box(describe(e))
+        return gr.Dropdown(choices=self.episode_choices(session), value=picked), ""
 
     def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:
         playing = not playing

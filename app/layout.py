@@ -168,13 +168,25 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             scale=3,
         )
         upload = gr.File(
-            label=f"Upload an episode: .npz, video, or a .zip of a LeRobot / frames folder (max {insp.ctx.settings.max_upload_mb} MB)",
+            label=f"Upload an episode: .npz, video, or a .zip of a LeRobot dataset / frames folder (max {insp.ctx.settings.max_upload_mb} MB per episode)",
             file_count="single",
             type="filepath",
             elem_id="upload",
             scale=2,
             height=110,
         )
+    with gr.Row():
+        local = gr.Textbox(
+            label="…or open a path on this machine (episode file, LeRobot dataset or frames folder)",
+            placeholder="/data/my_lerobot_dataset",
+            elem_id="local-path",
+            scale=4,
+        )
+        open_btn = gr.Button("Open", elem_id="open-path", scale=0, min_width=90)
+    with gr.Row():
+        ds_episode = gr.Dropdown(label="Dataset episode", elem_id="dataset-episode", visible=False, scale=2)
+        ds_camera = gr.Dropdown(label="Camera", elem_id="dataset-camera", visible=False, scale=1)
+    ds_info = gr.Markdown(elem_id="dataset-info", visible=False)
     message = gr.HTML(elem_id="message")
     with gr.Row():
         play = gr.Button("▶ Play", elem_id="play", scale=0, min_width=110)
@@ -262,6 +274,11 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
     upload.upload(per_session(insp.upload), [upload], [episode, message])
+    open_btn.click(per_session(insp.open_path), [local], [episode, message])
+    local.submit(per_session(insp.open_path), [local], [episode, message])
+    episode.change(per_session(insp.dataset_controls), [episode], [ds_episode, ds_camera, ds_info])
+    for picker in (ds_episode, ds_camera):  # .input: the user's choice, not dataset_controls' update
+        picker.input(per_session(insp.pick_episode), [episode, ds_episode, ds_camera], [episode, message])
     play.click(insp.toggle_play, [playing], [playing, player, play])
     player.tick(
         per_session(insp.tick), [episode, slider], [slider, playing, player, play], show_progress="hidden"

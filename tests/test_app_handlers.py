@@ -339,18 +339,14 @@ def test_a_zipped_folder_format_uploads(episodes: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.frames, ep.frames)  # PNG frames are lossless
 
 
-def test_a_zip_escaping_its_folder_or_too_large_is_refused(episodes: Path, tmp_path: Path) -> None:
+def test_a_zip_escaping_its_folder_is_refused(episodes: Path, tmp_path: Path) -> None:
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("../outside.png", b"x")
-    store = EpisodeStore(episodes, max_upload_bytes=10**6)
+    store = EpisodeStore(episodes, max_upload_bytes=10**6, unpack_dir=tmp_path / "u")
     with pytest.raises(EpisodeError, match="outside the archive: '../outside.png'"):
         store.upload(evil)
-    big = tmp_path / "big.zip"
-    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("f/zeros.png", bytes(2 * 10**6))
-    with pytest.raises(EpisodeError, match="unpacks to 2000000 bytes, over the limit of 1000000"):
-        store.upload(big)
+    assert not any((tmp_path / "u").iterdir())  # nothing kept on failure
 
 
 def test_a_lora_adapter_goes_into_a_fresh_model_not_the_shared_tiny_one(tmp_path: Path) -> None:
