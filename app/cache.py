@@ -35,6 +35,7 @@ class ViewSettings:
     depth: str = "episode"
     max_traces: int = 5
     line_thickness: int = 2
+    policy: str = ""  # the checkpoint (app/backends.py: policy_named); "" = the settings' policy
 
 
 @dataclass

@@ -86,9 +86,10 @@ class Inspector:
 
     # -- runs -------------------------------------------------------------------------------
     def view_settings(
-        self, buffer: float, tracker: str, depth: str, max_traces: float, thickness: float
+        self, buffer: float, tracker: str, depth: str, max_traces: float, thickness: float, policy: str = ""
     ) -> ViewSettings:
-        return ViewSettings(int(buffer), tracker, depth, int(max_traces), int(thickness))
+        policy = (policy or "").strip() or self.ctx.settings.policy
+        return ViewSettings(int(buffer), tracker, depth, int(max_traces), int(thickness), policy)
 
     def key(self, episode_id: str, view: ViewSettings) -> tuple[Any, ...]:
         return (episode_id, view, self.ctx.backends.generation)
@@ -104,7 +105,10 @@ class Inspector:
             # a run paused while another episode was viewed resumes its precompute
             return run if run.finished or run.running else self.ctx.cache.open(key, lambda: run)
         b = self.ctx.backends
-        trace = b.trace_config(view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+        _, trained = b.policy_named(view.policy)
+        trace = b.trace_config(
+            view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness, trained
+        )
         if view.depth == "episode" and episode.depth is None:
             raise ValueError(
                 f"episode {episode.name!r} has no recorded depth; choose a depth source that estimates "
@@ -113,7 +117,9 @@ class Inspector:
         if view.tracker == "oracle" and episode.gt_points is None:
             raise ValueError(f"episode {episode.name!r} has no ground-truth points for the oracle tracker")
         root = self.ctx.work_dir / "frames"
-        return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view, root))
+        return self.ctx.cache.open(
+            key, lambda: EpisodeRun(key, episode, b.policy_for(trace, view.policy), view, root)
+        )
 
     # -- handlers ---------------------------------------------------------------------------
     def episode_choices(self, session: str = "") -> list[tuple[str, str]]:
@@ -150,6 +156,7 @@ class Inspector:
         depth: str,
         max_traces: float,
         thickness: float,
+        policy: str = "",
         shown: str = "",
         session: str = "",
     ) -> tuple[Any, ...]:
@@ -162,7 +169,7 @@ class Inspector:
         if not episode_id:
             return self.blank("choose or upload an episode")
         try:
-            view = self.view_settings(buffer, tracker, depth, max_traces, thickness)
+            view = self.view_settings(buffer, tracker, depth, max_traces, thickness, policy)
             run = self.run_for(episode_id, view, session)
             t = int(np.clip(int(t), 0, len(run.steps) - 1))
             run.want(t)
@@ -178,7 +185,7 @@ class Inspector:
         ep = run.episode
         return (
             error_box(run.error or ""),
-            info_text(ep, view),
+            info_text(ep, view, run.view.policy),
             view.files["buffer"],
             view.files["overlay"],
             view.files["depth"],
@@ -287,6 +294,15 @@ class Inspector:
             return gr.skip(), error_box(describe(e))
         return gr.Dropdown(choices=self.episode_choices(session), value=picked), ""
 
+    def policy_traces(self, policy: str | None) -> tuple[Any, ...]:
+        """A checkpoint was picked: set b, tracker, depth, K and line thickness to the trace
+        settings it was trained with (its trace_config.json), or say why it cannot be loaded."""
+        try:
+            _, t = self.ctx.backends.policy_named((policy or "").strip())
+        except Exception as e:
+            return (*(gr.skip() for _ in range(5)), error_box(f"could not load the policy: {describe(e)}"))
+        return (t.buffer, t.tracker, t.depth, t.max_traces, t.line_thickness, "")
+
     def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:
         playing = not playing
         return playing, gr.Timer(active=playing), gr.Button(value="⏸ Pause" if playing else "▶ Play")
@@ -321,14 +337,14 @@ class Inspector:
             return None, error_box(f"export failed: {describe(e)}")
 
 
-def info_text(ep: Episode, view: StepView) -> str:
+def info_text(ep: Episode, view: StepView, policy: str = "") -> str:
     w = view.window
     act = ", ".join(f"{n} {a:+.3f}" for n, a in zip(ACTION_NAMES, view.action, strict=True))
     return (
         f"**{html.escape(ep.name)}** · instruction: *{html.escape(ep.instruction or '(none)')}*  \n"
         f"**frame {view.index}** of {ep.num_frames - 1} · buffer: frames {int(w[0])}–{int(w[-1])} "
         f"({len(w)}) · traces drawn: {view.active} of {view.tracked} tracked · "
-        f"depth scale {view.vmin:.2f}–{view.vmax:.2f} m · policy depth: {view.depth_source}  \n"
+        f"depth scale {view.vmin:.2f}–{view.vmax:.2f} m · policy `{html.escape(policy)}`, depth: {view.depth_source}  \n"
         f"predicted action: {act}"
     )
 
@@ -348,10 +364,18 @@ def image_url_dir(run: EpisodeRun) -> str:
 
 
 def view_key(episode_id: str, view: ViewSettings) -> str:
-    """The inspector inputs as SWAP_IMAGES_JS spells them (episode|b|tracker|depth|K|thickness)."""
+    """The inspector inputs as SWAP_IMAGES_JS spells them (episode|b|tracker|depth|K|thickness|policy)."""
     return "|".join(
         str(v)
-        for v in (episode_id, view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+        for v in (
+            episode_id,
+            view.buffer,
+            view.tracker,
+            view.depth,
+            view.max_traces,
+            view.line_thickness,
+            view.policy,
+        )
     )
 
 

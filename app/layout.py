@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.backends import policy_choices
 from app.inspector import POLL_OUTPUTS, STEP_OUTPUTS, AppContext, Inspector
 from app.jobs_tab import build_jobs_tab
 from app.settings import env_vars
@@ -102,11 +103,11 @@ STEPPING_JS = """() => {
     }, true);
     window.stvlaPreload();
 }""".replace("__PARTS__", json.dumps(STEP_IMAGES))
-SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, shown) => {
-    const key = [episode, buffer, tracker, depth, k, thickness].join('|');
+SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, policy, shown) => {
+    const key = [episode, buffer, tracker, depth, k, thickness, policy].join('|');
     shown = window.stvlaSwap ? window.stvlaSwap(t, key) : '';
     (__MARK__)(t);  // the marker, after the pictures are painted
-    return [episode, t, buffer, tracker, depth, k, thickness, shown];
+    return [episode, t, buffer, tracker, depth, k, thickness, policy, shown];
 }""".replace("__MARK__", MARK_STEP_JS)
 FORGET_JS = "() => { if (window.stvlaForget) window.stvlaForget(); }"
 PRELOAD_JS = "() => { if (window.stvlaPreload) window.stvlaPreload(); }"
@@ -202,7 +203,15 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             dep = gr.Dropdown(DEPTH_ESTIMATORS.names(), value=depth, label="Depth source", elem_id="depth")
             k = gr.Slider(0, 20, value=5, step=1, label="K traces", elem_id="k")
             thick = gr.Slider(1, 6, value=2, step=1, label="Line thickness", elem_id="thickness")
-    controls = [buffer, trk, dep, k, thick]
+        policy = gr.Dropdown(
+            policy_choices(insp.ctx.settings.policy),
+            value=insp.ctx.settings.policy,
+            allow_custom_value=True,
+            label="Policy checkpoint (pick, or type a folder such as runs/ablation/C/model); b, tracker, "
+            "depth, K and thickness follow its trace_config.json",
+            elem_id="policy",
+        )
+    controls = [buffer, trk, dep, k, thick, policy]
     # No per-picture download button: it would save the server's last picture, not the one the
     # browser swapped in (right-click saves what is shown; the Export buttons save every step).
     img = partial(gr.Image, type="numpy", interactive=False, buttons=[], format="png")
@@ -274,6 +283,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
     upload.upload(per_session(insp.upload), [upload], [episode, message])
+    policy.input(insp.policy_traces, [policy], [buffer, trk, dep, k, thick, message])
     open_btn.click(per_session(insp.open_path), [local], [episode, message])
     local.submit(per_session(insp.open_path), [local], [episode, message])
     episode.change(per_session(insp.dataset_controls), [episode], [ds_episode, ds_camera, ds_info])

@@ -216,15 +216,15 @@ def test_a_cached_run_hands_its_picture_folder_to_the_browser(insp: Inspector) -
     progress = insp.poll("bundled:right.npz", 3, "", *CONTROLS)[0]
     folder = f"{run.image_dir.as_posix()}/"
     assert f"data-dir='{folder}'" in progress and f"data-steps='{T}'" in progress
-    assert "data-key='bundled:right.npz|8|lk|episode|5|2'" in progress  # as the browser joins its inputs
+    assert "data-key='bundled:right.npz|8|lk|episode|5|2|tiny'" in progress  # as the browser joins its inputs
     for t in range(T):  # every picture the browser will ask for exists
         assert all((run.image_dir / f"{t:05d}_{part}.png").is_file() for part in STEP_IMAGES.values())
     # the browser already shows this folder's pictures: the answer carries text and tokens only
-    out = insp.render("bundled:right.npz", 3, *CONTROLS, folder)
+    out = insp.render("bundled:right.npz", 3, *CONTROLS, shown=folder)
     assert out[0] == "" and "frame 3" in out[1] and "<table" in out[9] and "data-step='3'" in out[10]
     assert all(isinstance(o, dict) and o.get("__type__") == "update" and len(o) == 1 for o in out[2:9])
     # a folder of other settings (stale in the browser) gets the pictures
-    full = insp.render("bundled:right.npz", 3, *CONTROLS, "/tmp/run-older/")
+    full = insp.render("bundled:right.npz", 3, *CONTROLS, shown="/tmp/run-older/")
     assert full == insp.render("bundled:right.npz", 3, *CONTROLS)
     assert full[7] == str(run.image_dir / "00003_C.png")
 
