@@ -228,7 +228,8 @@ class Inspector:
             progress_html(run),
             with_step(run.figure(), t),
             quality_text(run),
-            error_box(run.error or ""),
+            # only a run's own error: "" would wipe a message of another handler (a bad upload)
+            error_box(run.error) if run.error else gr.skip(),
             comparison_at(run, t),
             error_table_html(table, len(run.steps)),
             plot_data(figure),
