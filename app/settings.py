@@ -35,7 +35,7 @@ _ENV = {
         "SpatialVLA/ST-VLA checkpoint folder or hub id; 'stvla-s' = the shipped trained model (default), 'tiny' = untrained tiny",
     ),
     "lora": ("STVLA_LORA", "LoRA adapter folder loaded into the policy"),
-    "max_upload_mb": ("STVLA_MAX_UPLOAD_MB", "largest episode upload accepted, in MB"),
+    "max_upload_mb": ("STVLA_MAX_UPLOAD_MB", "largest upload accepted, and most one episode may read, in MB"),
     "cache_episodes": ("STVLA_CACHE_EPISODES", "how many (episode, settings) results stay cached"),
 }
 
