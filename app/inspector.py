@@ -112,7 +112,7 @@ class Inspector:
         if view.depth == "episode" and episode.depth is None:
             raise ValueError(
                 f"episode {episode.name!r} has no recorded depth; choose a depth source that estimates "
-                "it (zoedepth, depth_anything)"
+                "it: policy (the policy's own estimate), zoedepth, depth_anything"
             )
         if view.tracker == "oracle" and episode.gt_points is None:
             raise ValueError(f"episode {episode.name!r} has no ground-truth points for the oracle tracker")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stvla_core.depth.policy_depth import PolicyDepth
 from stvla_core.episodes import Episode
 from stvla_core.model.action_tokenizer import DecodedToken
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
@@ -117,7 +118,7 @@ class Policy:
         self.processor = processor
         self.config = config or PolicyConfig()
         self.config.validate()
-        self.pipeline = TracePipeline(self.config.trace) if self.config.depth != "model" else None
+        self.pipeline = self._make_pipeline() if self.config.depth != "model" else None
         self.ensembler = ActionEnsembler(processor.action_chunk_size, self.config.ensemble_temp)
         self.instruction: str | None = None
         self.intrinsics: np.ndarray | None = None
@@ -198,13 +199,18 @@ class Policy:
                 raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
         frame = None
         if any(m != "model" for m in modes):
-            pipe = self.pipeline or TracePipeline(self.config.trace)
-            self.pipeline = pipe
-            frame = pipe.at(episode, t)
+            self.pipeline = self.pipeline or self._make_pipeline()
+            frame = self.pipeline.at(episode, t)
         rgb, text, k = episode.frames[t], episode.instruction, episode.intrinsics
         return {m: self._infer(rgb, None if m == "model" else frame, text, k, m, t) for m in modes}
 
     # -- shared -----------------------------------------------------------------------------
+    def _make_pipeline(self) -> TracePipeline:
+        """The trace pipeline of the config; depth source "policy" is this model's own estimate."""
+        if self.config.trace.depth == "policy":
+            return TracePipeline(self.config.trace, depth_estimator=PolicyDepth(self.model, self.processor))
+        return TracePipeline(self.config.trace)
+
     def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:
         if mode == "model" or frame is None:
             return None, "model"
