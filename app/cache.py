@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from app.panels import buffer_strip, fit, legend, thumbnails
-from app.plots import actions_figure
+from app.compare import COMPARE_MODES, MODE_LABELS, StepComparison, compare_step, error_table, step_errors
+from app.episodes import SEP
+from app.panels import DISPLAY_SIDE, buffer_strip, fit, legend, thumbnails
+from app.plots import actions_figure, errors_figure
 from stvla_core.episodes import Episode
 from stvla_core.policy import Policy, Prediction
-from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range
+from stvla_core.traces import VARIANTS, TracedFrame, colorize_depth, depth_range, draw_traced
 from stvla_core.traces.quality import depth_quality, tracker_quality
 
 
@@ -33,6 +35,7 @@ class ViewSettings:
     depth: str = "episode"
     max_traces: int = 5
     line_thickness: int = 2
+    policy: str = ""  # the checkpoint (app/backends.py: policy_named); "" = the settings' policy
 
 
 @dataclass
@@ -108,12 +111,15 @@ def make_step_view(pred: Prediction, thumbs: np.ndarray, image_dir: Path) -> Ste
     f = pred.traced
     assert f is not None, "inspection predictions carry their traced frame"
     vmin, vmax = depth_range(f.depth, *f.traced.values())
+    outline = -(-max(f.depth.shape) // DISPLAY_SIDE)  # still 1 px wide once `fit` scales it down
     view = StepView(
         index=f.index,
         window=f.window.copy(),
         overlay=fit(f.overlay),
         depth=fit(colorize_depth(f.depth, vmin, vmax), nearest=True),
-        traced={v: fit(colorize_depth(f.traced[v], vmin, vmax), nearest=True) for v in VARIANTS},
+        traced={
+            v: fit(draw_traced(f.traced[v], f.masks[v], vmin, vmax, outline), nearest=True) for v in VARIANTS
+        },
         vmin=vmin,
         vmax=vmax,
         legend=legend(vmin, vmax),
@@ -155,8 +161,14 @@ class EpisodeRun:
         self._lock = threading.Lock()  # the pipeline and its tracker are not thread-safe
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._quality_done = False
+        self.quality_done = False
         self._figure: tuple[int, dict[str, Any]] | None = None
+        # the depth-input comparison: filled after the pictures, the step being viewed first
+        self.modes = COMPARE_MODES
+        self.comparisons: list[StepComparison | None] = [None] * episode.num_frames
+        self._wanted: int | None = None
+        self.compare_error: str | None = None
+        self._errors: tuple[int, dict[str, Any], pd.DataFrame] | None = None
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -164,8 +176,13 @@ class EpisodeRun:
         return sum(s is not None for s in self.steps)
 
     @property
+    def compared(self) -> int:
+        return sum(c is not None for c in self.comparisons)
+
+    @property
     def finished(self) -> bool:
-        return self.error is not None or (self.done == len(self.steps) and self._quality_done)
+        compared = self.compare_error is not None or self.compared == len(self.steps)
+        return self.error is not None or (self.done == len(self.steps) and self.quality_done and compared)
 
     @property
     def running(self) -> bool:
@@ -187,6 +204,33 @@ class EpisodeRun:
                     self.policy.predict(self.episode, t), self.thumbs, self.image_dir
                 )
             return self.steps[t]  # type: ignore[return-value]
+
+    def want(self, t: int) -> None:
+        """Step t is on screen: the background compares its depth inputs next."""
+        if 0 <= t < len(self.comparisons) and self.comparisons[t] is None:
+            self._wanted = t
+
+    def compare(self, t: int) -> StepComparison:
+        """The depth-input comparison of step t: from the cache, or computed now and cached."""
+        hit = self.comparisons[t]
+        if hit is not None:
+            return hit
+        with self._lock:
+            if self.comparisons[t] is None:
+                preds = self.policy.predict_modes(self.episode, t, self.modes)
+                reference = self.policy.config.trace.variant
+                self.comparisons[t] = compare_step(preds, self.episode.actions, reference)
+            return self.comparisons[t]  # type: ignore[return-value]
+
+    def errors(self) -> tuple[dict[str, Any], pd.DataFrame]:
+        """The per-input action error chart and table for the steps compared so far (rebuilt only
+        when that count grows)."""
+        n = self.compared
+        if self._errors is None or self._errors[0] != n:
+            modes = list(self.modes)
+            fig = errors_figure(step_errors(self.comparisons, modes), modes, MODE_LABELS)
+            self._errors = (n, fig, error_table(self.comparisons, modes))
+        return self._errors[1], self._errors[2]
 
     def traced_frame(self, t: int) -> TracedFrame:
         """The full-resolution traced frame of step t (for export; depth comes from the cache)."""
@@ -234,12 +278,35 @@ class EpisodeRun:
             for t in range(len(self.steps)):
                 if self._stop.is_set():
                     return
+                self._compare_wanted()
                 self.step(t)
             self.figure()  # the finished chart, built here rather than on a slider move
-            if not self._quality_done:
+            if not self.quality_done:
                 self._compute_quality()
         except Exception as e:  # shown in the UI; the app keeps serving what is cached
             self.error = f"{type(e).__name__}: {e}"
+            return
+        for t in range(len(self.comparisons)):
+            if self._stop.is_set() or self.compare_error:
+                return
+            self._compare_wanted()
+            self._compare_or_note(t)
+        self.errors()
+
+    def _compare_wanted(self) -> None:
+        t, self._wanted = self._wanted, None
+        if t is not None:
+            self._compare_or_note(t)
+
+    def _compare_or_note(self, t: int) -> None:
+        """A comparison that fails (a depth input this policy cannot take) stops the comparisons
+        only, with the reason shown; the pictures keep coming."""
+        if self.compare_error:
+            return
+        try:
+            self.compare(t)
+        except Exception as e:
+            self.compare_error = f"{type(e).__name__}: {e}"
 
     def _compute_quality(self) -> None:
         ep, pipe = self.episode, self.policy.pipeline
@@ -258,7 +325,7 @@ class EpisodeRun:
                 self.quality["depth"] = "the depth source is the recorded depth itself (no estimate to judge)"
             else:
                 self.quality["depth"] = depth_quality(ep, pipe.depth_estimator)
-        self._quality_done = True
+        self.quality_done = True
 
 
 class FrameCache:
@@ -298,8 +365,8 @@ class FrameCache:
     def drop_episodes(self, episode_ids: list[str]) -> None:
         """Discard the runs of these episodes (forgotten uploads), in the background."""
         ids = set(episode_ids)
-        with self._lock:
-            gone = [self._runs.pop(k) for k in list(self._runs) if k[0] in ids]
+        with self._lock:  # a dataset's episode ids start with the dataset's id
+            gone = [self._runs.pop(k) for k in list(self._runs) if k[0] in ids or k[0].split(SEP)[0] in ids]
         for run in gone:
             run.stop()
             threading.Thread(target=run.discard, daemon=True).start()

@@ -14,7 +14,7 @@ import pandas as pd
 
 from app.cache import EpisodeRun
 from stvla_core.episodes import ACTION_NAMES
-from stvla_core.traces import VARIANTS, colorize_depth, depth_range
+from stvla_core.traces import VARIANTS, colorize_depth, depth_range, draw_traced
 
 
 def actions_table(run: EpisodeRun) -> pd.DataFrame:
@@ -77,7 +77,7 @@ def write_episode_zip(run: EpisodeRun, path: str | Path) -> Path:
             f = run.traced_frame(t)
             vmin, vmax = depth_range(f.depth, *f.traced.values())
             pics = {"overlay": f.overlay, "depth": colorize_depth(f.depth, vmin, vmax)}
-            pics |= {v: colorize_depth(f.traced[v], vmin, vmax) for v in VARIANTS}
+            pics |= {v: draw_traced(f.traced[v], f.masks[v], vmin, vmax) for v in VARIANTS}
             for name, img in pics.items():
                 z.writestr(f"png/{t:04d}_{name}.png", _png(img))
             panels.append(np.concatenate([pics["overlay"], *(pics[v] for v in VARIANTS)], axis=1))
@@ -93,6 +93,6 @@ def write_episode_zip(run: EpisodeRun, path: str | Path) -> Path:
             "README.txt",
             f"episode {ep.name!r}: {ep.num_frames} steps, instruction {ep.instruction!r}\n"
             f"settings: {run.view}\npanel.mp4 columns: overlay | A | B | C (shared colour scale per step,"
-            " red near, blue far, black invalid)\ntraced_depth.npz: metres, 0 = invalid\n",
+            " red near, blue far, black invalid, traces outlined in white)\ntraced_depth.npz: metres, 0 = invalid (true values: no outline)\n",
         )
     return p

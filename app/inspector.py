@@ -20,15 +20,17 @@ import pandas as pd
 
 from app.backends import Backends
 from app.cache import EpisodeRun, FrameCache, StepView, ViewSettings
+from app.compare import error_table_html, pending_html
 from app.episodes import EpisodeStore
 from app.export import write_actions_csv, write_episode_zip
-from app.plots import with_step
+from app.plots import plot_data, with_step
 from app.settings import AppSettings
 from stvla_core.episodes import ACTION_NAMES, Episode
 from stvla_core.traces import VARIANTS
 
-STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "tokens")
-POLL_OUTPUTS = ("progress", "plot", "quality", "message", "seen")
+STEP_OUTPUTS = ("message", "info", "buffer", "overlay", "depth", *VARIANTS, "legend", "tokens", "compare")
+IMAGE_OUTPUTS = slice(2, 2 + 4 + len(VARIANTS))  # buffer .. legend: the pictures the browser swaps itself
+POLL_OUTPUTS = ("progress", "plot", "quality", "message", "compare", "variant_errors", "errors_plot", "seen")
 
 
 @dataclass
@@ -58,11 +60,15 @@ class AppContext:
     @classmethod
     def create(cls, settings: AppSettings) -> AppContext:
         settings.validate()
+        work_dir = Path(tempfile.mkdtemp(prefix="stvla-app-"))
         return cls(
             settings=settings,
             backends=Backends(settings),
-            store=EpisodeStore(settings.episodes_dir, settings.max_upload_bytes),
+            store=EpisodeStore(
+                settings.episodes_dir, settings.max_upload_bytes, unpack_dir=work_dir / "uploads"
+            ),
             cache=FrameCache(settings.cache_episodes),
+            work_dir=work_dir,
         )
 
 
@@ -80,9 +86,10 @@ class Inspector:
 
     # -- runs -------------------------------------------------------------------------------
     def view_settings(
-        self, buffer: float, tracker: str, depth: str, max_traces: float, thickness: float
+        self, buffer: float, tracker: str, depth: str, max_traces: float, thickness: float, policy: str = ""
     ) -> ViewSettings:
-        return ViewSettings(int(buffer), tracker, depth, int(max_traces), int(thickness))
+        policy = (policy or "").strip() or self.ctx.settings.policy
+        return ViewSettings(int(buffer), tracker, depth, int(max_traces), int(thickness), policy)
 
     def key(self, episode_id: str, view: ViewSettings) -> tuple[Any, ...]:
         return (episode_id, view, self.ctx.backends.generation)
@@ -98,16 +105,21 @@ class Inspector:
             # a run paused while another episode was viewed resumes its precompute
             return run if run.finished or run.running else self.ctx.cache.open(key, lambda: run)
         b = self.ctx.backends
-        trace = b.trace_config(view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+        _, trained = b.policy_named(view.policy)
+        trace = b.trace_config(
+            view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness, trained
+        )
         if view.depth == "episode" and episode.depth is None:
             raise ValueError(
                 f"episode {episode.name!r} has no recorded depth; choose a depth source that estimates "
-                "it (zoedepth, depth_anything)"
+                "it: policy (the policy's own estimate), zoedepth, depth_anything"
             )
         if view.tracker == "oracle" and episode.gt_points is None:
             raise ValueError(f"episode {episode.name!r} has no ground-truth points for the oracle tracker")
         root = self.ctx.work_dir / "frames"
-        return self.ctx.cache.open(key, lambda: EpisodeRun(key, episode, b.policy_for(trace), view, root))
+        return self.ctx.cache.open(
+            key, lambda: EpisodeRun(key, episode, b.policy_for(trace, view.policy), view, root)
+        )
 
     # -- handlers ---------------------------------------------------------------------------
     def episode_choices(self, session: str = "") -> list[tuple[str, str]]:
@@ -144,6 +156,7 @@ class Inspector:
         depth: str,
         max_traces: float,
         thickness: float,
+        policy: str = "",
         shown: str = "",
         session: str = "",
     ) -> tuple[Any, ...]:
@@ -156,32 +169,34 @@ class Inspector:
         if not episode_id:
             return self.blank("choose or upload an episode")
         try:
-            view = self.view_settings(buffer, tracker, depth, max_traces, thickness)
+            view = self.view_settings(buffer, tracker, depth, max_traces, thickness, policy)
             run = self.run_for(episode_id, view, session)
             t = int(np.clip(int(t), 0, len(run.steps) - 1))
+            run.want(t)
             view = run.cached(t) or run.step(t)
         except Exception as e:
             return self.blank(describe(e))
-        out = self.present(run, view)
+        out = list(self.present(run, view))
         if shown and shown == image_url_dir(run):
-            return (*out[:2], *(gr.skip() for _ in out[2:-1]), out[-1])
-        return out
+            out[IMAGE_OUTPUTS] = [gr.skip()] * len(out[IMAGE_OUTPUTS])
+        return tuple(out)
 
     def present(self, run: EpisodeRun, view: StepView) -> tuple[Any, ...]:
         ep = run.episode
         return (
             error_box(run.error or ""),
-            info_text(ep, view),
+            info_text(ep, view, run.view.policy),
             view.files["buffer"],
             view.files["overlay"],
             view.files["depth"],
             *(view.files[v] for v in VARIANTS),
             view.files["legend"],
             view.tokens_html,
+            comparison_at(run, view.index),
         )
 
     def blank(self, message: str) -> tuple[Any, ...]:
-        return (error_box(message), "", None, None, None, None, None, None, None, None)
+        return (error_box(message), "", *(None for _ in STEP_OUTPUTS[2:-2]), "", "")
 
     def plot_at(self, episode_id: str | None, t: float, *controls: Any, session: str = "") -> Any:
         """The actions chart with step t marked. Apart from `render` (chained after it) because
@@ -198,26 +213,32 @@ class Inspector:
     ) -> tuple[Any, ...]:
         """Progress of the background precompute; the chart and quality tables when it moved on.
         `seen` is this session's last reported state, so an idle poll sends nothing large."""
+        idle = (*(gr.skip() for _ in POLL_OUTPUTS[1:-1]), seen)
         if not episode_id or not self.ctx.store.visible(episode_id, session):
-            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
+            return ("", *idle)
         run = self.ctx.cache.get(self.key(episode_id, self.view_settings(*controls)))
         if run is None:
-            return ("", gr.skip(), gr.skip(), gr.skip(), seen)
-        state = f"{run.key}|{run.done}|{run.finished}|{run.error}"
+            return ("", *idle)
+        state = f"{run.key}|{run.done}|{run.compared}|{run.finished}|{run.error}|{run.compare_error}"
         if state == seen:
-            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen)
+            return (gr.skip(), *idle)
         t = int(np.clip(int(t), 0, len(run.steps) - 1))
+        figure, table = run.errors()
         return (
             progress_html(run),
             with_step(run.figure(), t),
             quality_text(run),
-            error_box(run.error or ""),
+            # only a run's own error: "" would wipe a message of another handler (a bad upload)
+            error_box(run.error) if run.error else gr.skip(),
+            comparison_at(run, t),
+            error_table_html(table, len(run.steps)),
+            plot_data(figure),
             state,
         )
 
     def upload(self, path: str | None, session: str = "") -> tuple[Any, str]:
-        """Load an uploaded episode into this session and select it; a bad file only shows its
-        error."""
+        """Load an uploaded episode (or dataset) into this session and select it; a bad file only
+        shows its error."""
         if not path:
             return gr.skip(), ""
         try:
@@ -225,8 +246,63 @@ class Inspector:
         except Exception as e:
             # the upload's temporary folder means nothing to the user: name the file only
             text = describe(e).replace(str(Path(path)), Path(path).name)
+            text = text.replace(str(self.ctx.store.unpack_dir) + "/", "")
             return gr.skip(), error_box(f"could not load {Path(path).name!r}: {text}")
         return gr.Dropdown(choices=self.episode_choices(session), value=episode_id), ""
+
+    def open_path(self, path: str | None, session: str = "") -> tuple[Any, str]:
+        """Load an episode file or folder (a LeRobot dataset: listed, episodes decoded when
+        picked) from a path on the server's machine into this session and select it."""
+        if not path or not path.strip():
+            return gr.skip(), error_box(
+                "type the path of an episode file, a LeRobot dataset or a frames folder"
+            )
+        try:
+            episode_id = self.ctx.store.open(path.strip(), session)
+        except Exception as e:
+            return gr.skip(), error_box(f"could not load {path.strip()!r}: {describe(e)}")
+        return gr.Dropdown(choices=self.episode_choices(session), value=episode_id), ""
+
+    def dataset_controls(self, episode_id: str | None, session: str = "") -> tuple[Any, Any, Any]:
+        """The dataset's episode and camera pickers and its summary, shown only while an episode
+        of a dataset is selected."""
+        d = self.ctx.store.dataset(episode_id, session)
+        if d is None:
+            hidden = gr.update(visible=False)
+            return hidden, hidden, gr.update(value="", visible=False)
+        episodes = [
+            (
+                f"{e.index}: {'?' if e.length is None else e.length} frames · {'; '.join(e.tasks) or '(no task)'}",
+                e.index,
+            )
+            for e in d.listing.episodes
+        ]
+        return (
+            gr.Dropdown(choices=episodes, value=d.index, visible=True),
+            gr.Dropdown(choices=list(d.listing.cameras), value=d.camera, visible=True),
+            gr.update(value=d.describe(), visible=True),
+        )
+
+    def pick_episode(
+        self, episode_id: str | None, index: float | None, camera: str | None, session: str = ""
+    ) -> tuple[Any, str]:
+        """Another episode or camera of the selected dataset: select it (decoded on first use)."""
+        if not episode_id or index is None or not camera:
+            return gr.skip(), ""
+        try:
+            picked = self.ctx.store.pick(episode_id, int(index), camera, session)
+        except Exception as e:
+            return gr.skip(), error_box(describe(e))
+        return gr.Dropdown(choices=self.episode_choices(session), value=picked), ""
+
+    def policy_traces(self, policy: str | None) -> tuple[Any, ...]:
+        """A checkpoint was picked: set b, tracker, depth, K and line thickness to the trace
+        settings it was trained with (its trace_config.json), or say why it cannot be loaded."""
+        try:
+            _, t = self.ctx.backends.policy_named((policy or "").strip())
+        except Exception as e:
+            return (*(gr.skip() for _ in range(5)), error_box(f"could not load the policy: {describe(e)}"))
+        return (t.buffer, t.tracker, t.depth, t.max_traces, t.line_thickness, "")
 
     def toggle_play(self, playing: bool) -> tuple[bool, gr.Timer, gr.Button]:
         playing = not playing
@@ -262,16 +338,26 @@ class Inspector:
             return None, error_box(f"export failed: {describe(e)}")
 
 
-def info_text(ep: Episode, view: StepView) -> str:
+def info_text(ep: Episode, view: StepView, policy: str = "") -> str:
     w = view.window
     act = ", ".join(f"{n} {a:+.3f}" for n, a in zip(ACTION_NAMES, view.action, strict=True))
     return (
         f"**{html.escape(ep.name)}** · instruction: *{html.escape(ep.instruction or '(none)')}*  \n"
         f"**frame {view.index}** of {ep.num_frames - 1} · buffer: frames {int(w[0])}–{int(w[-1])} "
         f"({len(w)}) · traces drawn: {view.active} of {view.tracked} tracked · "
-        f"depth scale {view.vmin:.2f}–{view.vmax:.2f} m · policy depth: {view.depth_source}  \n"
+        f"depth scale {view.vmin:.2f}–{view.vmax:.2f} m · policy `{html.escape(policy)}`, depth: {view.depth_source}  \n"
         f"predicted action: {act}"
     )
+
+
+def comparison_at(run: EpisodeRun, t: int) -> str:
+    """The depth-input comparison of step t once cached, else a note that it is on its way."""
+    cmp = run.comparisons[t]
+    if cmp is not None:
+        return cmp.html
+    if run.compare_error:
+        return error_box(f"depth inputs cannot be compared: {run.compare_error}")
+    return pending_html(t)
 
 
 def image_url_dir(run: EpisodeRun) -> str:
@@ -279,10 +365,18 @@ def image_url_dir(run: EpisodeRun) -> str:
 
 
 def view_key(episode_id: str, view: ViewSettings) -> str:
-    """The inspector inputs as SWAP_IMAGES_JS spells them (episode|b|tracker|depth|K|thickness)."""
+    """The inspector inputs as SWAP_IMAGES_JS spells them (episode|b|tracker|depth|K|thickness|policy)."""
     return "|".join(
         str(v)
-        for v in (episode_id, view.buffer, view.tracker, view.depth, view.max_traces, view.line_thickness)
+        for v in (
+            episode_id,
+            view.buffer,
+            view.tracker,
+            view.depth,
+            view.max_traces,
+            view.line_thickness,
+            view.policy,
+        )
     )
 
 
@@ -292,7 +386,7 @@ def progress_html(run: EpisodeRun) -> str:
     n, total = run.done, len(run.steps)
     if run.error:
         state = "stopped by an error"
-    elif run.finished:
+    elif n == total and run.quality_done:
         state = "all steps cached"
     elif n == total:
         state = "steps cached; quality vs ground truth..."
@@ -304,9 +398,11 @@ def progress_html(run: EpisodeRun) -> str:
         ready = (
             f" data-dir='{html.escape(image_url_dir(run), quote=True)}' data-key='{key}' data-steps='{total}'"
         )
+    compared = "stopped" if run.compare_error else f"{run.compared}/{total}"
     return (
         f"<div class='stvla-progress'{ready}><progress value='{n}' max='{total}'></progress> "
-        f"<span>{n}/{total} steps · {state}</span></div>"
+        f"<span>{n}/{total} steps · {state}</span><br><progress value='{run.compared}' max='{total}'>"
+        f"</progress> <span>depth inputs compared: {compared}</span></div>"
     )
 
 

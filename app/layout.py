@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.backends import policy_choices
 from app.inspector import POLL_OUTPUTS, STEP_OUTPUTS, AppContext, Inspector
 from app.jobs_tab import build_jobs_tab
 from app.settings import env_vars
@@ -25,6 +26,10 @@ CSS = """
 .stvla-progress progress {width: 60%; vertical-align: middle}
 .stvla-tokens table {font-family: monospace; font-size: 12px; border-collapse: collapse}
 .stvla-tokens th, .stvla-tokens td {padding: 2px 8px; text-align: left; border-bottom: 1px solid #ddd}
+.stvla-compare table, .stvla-compare-errors table {font-family: monospace; font-size: 12px; border-collapse: collapse; margin-bottom: 6px}
+.stvla-compare th, .stvla-compare td, .stvla-compare-errors th, .stvla-compare-errors td {padding: 2px 6px; text-align: left; border-bottom: 1px solid #ddd}
+.stvla-compare td.stvla-changed {background: #ffe08a; font-weight: bold}
+.stvla-compare tr.stvla-recorded {background: #e8f0fe}
 """
 VARIANT_NOTES = {
     "A": "A: each trace pixel = depth of its point at its own time",
@@ -98,11 +103,11 @@ STEPPING_JS = """() => {
     }, true);
     window.stvlaPreload();
 }""".replace("__PARTS__", json.dumps(STEP_IMAGES))
-SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, shown) => {
-    const key = [episode, buffer, tracker, depth, k, thickness].join('|');
+SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, policy, shown) => {
+    const key = [episode, buffer, tracker, depth, k, thickness, policy].join('|');
     shown = window.stvlaSwap ? window.stvlaSwap(t, key) : '';
     (__MARK__)(t);  // the marker, after the pictures are painted
-    return [episode, t, buffer, tracker, depth, k, thickness, shown];
+    return [episode, t, buffer, tracker, depth, k, thickness, policy, shown];
 }""".replace("__MARK__", MARK_STEP_JS)
 FORGET_JS = "() => { if (window.stvlaForget) window.stvlaForget(); }"
 PRELOAD_JS = "() => { if (window.stvlaPreload) window.stvlaPreload(); }"
@@ -164,13 +169,25 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             scale=3,
         )
         upload = gr.File(
-            label=f"Upload an episode: .npz, video, or a .zip of a LeRobot / frames folder (max {insp.ctx.settings.max_upload_mb} MB)",
+            label=f"Upload an episode: .npz, video, or a .zip of a LeRobot dataset / frames folder (max {insp.ctx.settings.max_upload_mb} MB per episode)",
             file_count="single",
             type="filepath",
             elem_id="upload",
             scale=2,
             height=110,
         )
+    with gr.Row():
+        local = gr.Textbox(
+            label="…or open a path on this machine (episode file, LeRobot dataset or frames folder)",
+            placeholder="/data/my_lerobot_dataset",
+            elem_id="local-path",
+            scale=4,
+        )
+        open_btn = gr.Button("Open", elem_id="open-path", scale=0, min_width=90)
+    with gr.Row():
+        ds_episode = gr.Dropdown(label="Dataset episode", elem_id="dataset-episode", visible=False, scale=2)
+        ds_camera = gr.Dropdown(label="Camera", elem_id="dataset-camera", visible=False, scale=1)
+    ds_info = gr.Markdown(elem_id="dataset-info", visible=False)
     message = gr.HTML(elem_id="message")
     with gr.Row():
         play = gr.Button("▶ Play", elem_id="play", scale=0, min_width=110)
@@ -186,7 +203,15 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             dep = gr.Dropdown(DEPTH_ESTIMATORS.names(), value=depth, label="Depth source", elem_id="depth")
             k = gr.Slider(0, 20, value=5, step=1, label="K traces", elem_id="k")
             thick = gr.Slider(1, 6, value=2, step=1, label="Line thickness", elem_id="thickness")
-    controls = [buffer, trk, dep, k, thick]
+        policy = gr.Dropdown(
+            policy_choices(insp.ctx.settings.policy),
+            value=insp.ctx.settings.policy,
+            allow_custom_value=True,
+            label="Policy checkpoint (pick, or type a folder such as runs/ablation/C/model); b, tracker, "
+            "depth, K and thickness follow its trace_config.json",
+            elem_id="policy",
+        )
+    controls = [buffer, trk, dep, k, thick, policy]
     # No per-picture download button: it would save the server's last picture, not the one the
     # browser swapped in (right-click saves what is shown; the Export buttons save every step).
     img = partial(gr.Image, type="numpy", interactive=False, buttons=[], format="png")
@@ -199,7 +224,9 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
     with gr.Row():
         variants = [img(label=f"Variant {VARIANT_NOTES[v]}", elem_id=f"variant-{v}") for v in VARIANTS]
     legend = img(
-        label="Shared colour scale (depth and A, B, C; black = invalid)", elem_id="legend", height=70
+        label="Shared colour scale (depth and A, B, C; black = invalid; traces outlined in white, their pixels keep their depth colour)",
+        elem_id="legend",
+        height=70,
     )
     quality = gr.Markdown(elem_id="quality")
     with gr.Row():
@@ -210,12 +237,22 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         "**Current prediction: action tokens** (grid cell = bin per axis; probability over the vocabulary; top-k alternatives)"
     )
     tokens = gr.HTML(elem_id="tokens")
+    gr.Markdown(
+        "**Depth inputs compared: what each one does to the policy's actions** (this step; computed in "
+        "the background, the step on screen first)"
+    )
+    compare = gr.HTML(elem_id="compare")
+    variant_errors = gr.HTML(elem_id="variant-errors")
+    errors_plot = gr.Plot(
+        label="Action error per step and depth input (mean |predicted − recorded| of the executed action)",
+        elem_id="errors-plot",
+    )
     with gr.Row():
         zip_btn = gr.Button("Export traced maps + overlays (zip: npz, png, mp4, csv)", elem_id="export-zip")
         csv_btn = gr.Button("Export actions table (CSV)", elem_id="export-csv")
     download = gr.File(label="Download", elem_id="download", interactive=False)
 
-    step = [message, info, buf, overlay, depth_img, *variants, legend, tokens]
+    step = [message, info, buf, overlay, depth_img, *variants, legend, tokens, compare]
     assert len(step) == len(STEP_OUTPUTS)
     playing = gr.State(False)
     seen = gr.State("")
@@ -246,11 +283,17 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
             plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"
         )
     upload.upload(per_session(insp.upload), [upload], [episode, message])
+    policy.input(insp.policy_traces, [policy], [buffer, trk, dep, k, thick, message])
+    open_btn.click(per_session(insp.open_path), [local], [episode, message])
+    local.submit(per_session(insp.open_path), [local], [episode, message])
+    episode.change(per_session(insp.dataset_controls), [episode], [ds_episode, ds_camera, ds_info])
+    for picker in (ds_episode, ds_camera):  # .input: the user's choice, not dataset_controls' update
+        picker.input(per_session(insp.pick_episode), [episode, ds_episode, ds_camera], [episode, message])
     play.click(insp.toggle_play, [playing], [playing, player, play])
     player.tick(
         per_session(insp.tick), [episode, slider], [slider, playing, player, play], show_progress="hidden"
     )
-    poll_out = [progress, plot, quality, message, seen]
+    poll_out = [progress, plot, quality, message, compare, variant_errors, errors_plot, seen]
     assert len(poll_out) == len(POLL_OUTPUTS)
     poller.tick(per_session(insp.poll), [episode, slider, seen, *controls], poll_out, show_progress="hidden")
     zip_btn.click(per_session(insp.export_zip), [episode, *controls], [download, message])

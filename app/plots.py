@@ -104,3 +104,42 @@ def with_step(figure: dict[str, Any], t: int) -> PlotData:
     }
     layout = {**figure["layout"], "shapes": [marker]}
     return PlotData(type="plotly", plot=json.dumps({**figure, "layout": layout}))
+
+
+MODE_COLORS = {"model": "#7f7f7f", "raw": "#1f77b4", "A": "#2ca02c", "B": "#9467bd", "C": "#d62728"}
+
+
+def errors_figure(errors: np.ndarray, modes: list[str], labels: dict[str, str]) -> dict[str, Any]:
+    """Action error per step, one line per depth input. errors (T, len(modes)), NaN where not
+    computed yet."""
+    steps = list(range(errors.shape[0]))
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "marker": {"size": 3},
+            "name": labels[m],
+            "x": steps,
+            "y": _series(errors[:, i]),
+            "line": {"color": MODE_COLORS.get(m, "#333"), "width": 1.5},
+        }
+        for i, m in enumerate(modes)
+    ]
+    layout = {
+        "height": 300,
+        "margin": {"l": 55, "r": 10, "t": 10, "b": 35},
+        "template": {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white"}},
+        "legend": {"orientation": "h", "y": 1.0, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        "hovermode": "x",
+        "xaxis": {
+            "title": {"text": "step"},
+            "range": [-0.5, max(len(steps) - 0.5, 0.5)],
+            "gridcolor": "#eee",
+        },
+        "yaxis": {"title": {"text": "mean |pred − recorded|"}, "gridcolor": "#eee", "rangemode": "tozero"},
+    }
+    return {"data": data, "layout": layout}
+
+
+def plot_data(figure: dict[str, Any]) -> PlotData:
+    return PlotData(type="plotly", plot=json.dumps(figure))

@@ -35,7 +35,7 @@ _ENV = {
         "SpatialVLA/ST-VLA checkpoint folder or hub id; 'stvla-s' = the shipped trained model (default), 'tiny' = untrained tiny",
     ),
     "lora": ("STVLA_LORA", "LoRA adapter folder loaded into the policy"),
-    "max_upload_mb": ("STVLA_MAX_UPLOAD_MB", "largest episode upload accepted, in MB"),
+    "max_upload_mb": ("STVLA_MAX_UPLOAD_MB", "largest upload accepted, and most one episode may read, in MB"),
     "cache_episodes": ("STVLA_CACHE_EPISODES", "how many (episode, settings) results stay cached"),
 }
 
@@ -115,10 +115,12 @@ def from_env(env: Mapping[str, str] | None = None, base: AppSettings | None = No
     return (base or AppSettings()).with_changes(**changes)
 
 
-def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppSettings:
+def parse_args(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, prog: str = "stvla-studio"
+) -> AppSettings:
     """CLI flags override environment variables, which override the defaults."""
     base = from_env(env)
-    p = argparse.ArgumentParser(prog="app.py", description="ST-VLA Studio: the Gradio app")
+    p = argparse.ArgumentParser(prog=prog, description="ST-VLA Studio: the Gradio app")
     for f in fields(AppSettings):
         var, help_text = _ENV[f.name]
         flag = "--" + f.name.replace("_", "-")

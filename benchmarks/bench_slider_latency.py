@@ -88,7 +88,7 @@ def bench_client(episode_id: str, moves: list[int]) -> list[float]:
 
 # In the page: from the slider's input event to all seven pictures of the step loaded and a frame
 # painted; and, for comparison, until the server's answer has updated the text (what the pictures
-# waited for before the browser swapped them itself).
+# waited for before the browser swapped them itself) and the step's depth-input comparison.
 IN_PAGE_JS = """async ([t, ids]) => {
     const input = document.querySelector('#frame input[type=range]');
     const info = document.querySelector('#info');
@@ -106,35 +106,42 @@ IN_PAGE_JS = """async ([t, ids]) => {
     await frame();
     const pictures = performance.now() - start;
     while (!info.innerText.includes('frame ' + t + ' ')) await frame();
-    return [pictures, performance.now() - start];
+    const text = performance.now() - start;
+    const compared = "#compare .stvla-compare[data-step='" + t + "']:not([data-pending])";
+    while (!document.querySelector(compared)) await frame();
+    return [pictures, text, performance.now() - start];
 }"""
 
 
-def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float], list[float], list[float]]:
+def bench_browser(
+    label: str, moves: list[int]
+) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     from app_server import running_app
     from playwright.sync_api import sync_playwright
     from test_app_browser import ARGS, PLOT_MARKER, VARIANT_IMAGES
 
     from app.layout import STEP_IMAGES
 
-    out, plot, pictures, text = [], [], [], []
+    out, plot, pictures, text, compared = [], [], [], [], []
     with running_app() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(url)
         page.wait_for_selector("#variant-C img", timeout=60_000)
         page.wait_for_function(
-            "() => document.querySelector('#progress')?.innerText.includes('all steps cached')",
-            timeout=120_000,
+            "() => document.querySelector('#progress')?.innerText.includes('all steps cached')"
+            " && /depth inputs compared: (\\d+)\\/\\1/.test(document.querySelector('#progress').innerText)",
+            timeout=600_000,
         )
         page.wait_for_timeout(1000)  # the browser loads every step's pictures once
         last = -1
         for t in moves:
             if t == last:
                 continue
-            p, txt = page.evaluate(IN_PAGE_JS, [t, list(STEP_IMAGES)])
+            p, txt, cmp = page.evaluate(IN_PAGE_JS, [t, list(STEP_IMAGES)])
             pictures.append(p)
             text.append(txt)
+            compared.append(cmp)
             page.wait_for_timeout(100)  # a user's next move
             last = t
         last = -1
@@ -162,7 +169,7 @@ def bench_browser(label: str, moves: list[int]) -> tuple[list[float], list[float
             plot.append((time.perf_counter() - s) * 1000)
             last = t
         browser.close()
-    return out, plot, pictures, text
+    return out, plot, pictures, text, compared
 
 
 def main() -> None:
@@ -196,11 +203,12 @@ def main() -> None:
             f"{'round trip, gradio_client -> app (cached)':<52} {percentiles(bench_client(episode_id, moves))}"
         )
     if args.browser:
-        images, plot, pictures, text = bench_browser(label, moves)
+        images, plot, pictures, text, compared = bench_browser(label, moves)
         print(f"{'chromium (playwright fill): -> 3 new variant images':<52} {percentiles(images)}")
         print(f"{'chromium (playwright fill): -> plot marker moved':<52} {percentiles(plot)}")
         print(f"{'chromium in page: input event -> 7 pictures painted':<52} {percentiles(pictures)}")
         print(f"{'chromium in page: input event -> server text shown':<52} {percentiles(text)}")
+        print(f"{'chromium in page: input event -> depth inputs compared':<52} {percentiles(compared)}")
 
 
 if __name__ == "__main__":

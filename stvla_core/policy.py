@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from stvla_core.depth.policy_depth import PolicyDepth
 from stvla_core.episodes import Episode
 from stvla_core.model.action_tokenizer import DecodedToken
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
@@ -131,7 +133,7 @@ class Policy:
         self.processor = processor
         self.config = config or PolicyConfig()
         self.config.validate()
-        self.pipeline = TracePipeline(self.config.trace) if self.config.depth != "model" else None
+        self.pipeline = self._make_pipeline() if self.config.depth != "model" else None
         self.ensembler = ActionEnsembler(processor.action_chunk_size, self.config.ensemble_temp)
         self.instruction: str | None = None
         self.intrinsics: np.ndarray | None = None
@@ -202,16 +204,28 @@ class Policy:
         """The model's prediction at step t of an episode (no ensembling: action = chunk[0]).
         `depth` overrides the configured depth mode (e.g. "A", "raw", "model") for comparison."""
         mode = depth or self.config.depth
-        if mode not in DEPTH_MODES:
-            raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
+        return self.predict_modes(episode, t, (mode,))[mode]
+
+    def predict_modes(self, episode: Episode, t: int, modes: Sequence[str]) -> dict[str, Prediction]:
+        """`predict` under each depth mode (e.g. "model", "raw", "A", "B", "C"), tracing step t
+        once for all of them: what each depth input does to the policy's actions."""
+        for mode in modes:
+            if mode not in DEPTH_MODES:
+                raise ValueError(f"depth mode {mode!r} unknown; expected one of {', '.join(DEPTH_MODES)}")
         frame = None
-        if mode != "model":
-            pipe = self.pipeline or TracePipeline(self.config.trace)
-            self.pipeline = pipe
-            frame = pipe.at(episode, t)
-        return self._infer(episode.frames[t], frame, episode.instruction, episode.intrinsics, mode, t)
+        if any(m != "model" for m in modes):
+            self.pipeline = self.pipeline or self._make_pipeline()
+            frame = self.pipeline.at(episode, t)
+        rgb, text, k = episode.frames[t], episode.instruction, episode.intrinsics
+        return {m: self._infer(rgb, None if m == "model" else frame, text, k, m, t) for m in modes}
 
     # -- shared -----------------------------------------------------------------------------
+    def _make_pipeline(self) -> TracePipeline:
+        """The trace pipeline of the config; depth source "policy" is this model's own estimate."""
+        if self.config.trace.depth == "policy":
+            return TracePipeline(self.config.trace, depth_estimator=PolicyDepth(self.model, self.processor))
+        return TracePipeline(self.config.trace)
+
     def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:
         if mode == "model" or frame is None:
             return None, "model"

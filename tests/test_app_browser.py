@@ -206,3 +206,44 @@ def test_an_upload_is_listed_and_shown_only_in_the_page_that_made_it(served, tmp
     a.screenshot(path=str(ARTIFACTS / "inspector-own-upload.png"), full_page=True)
     for pg in (a, b):
         pg.context.close()
+
+
+COMPARED = "#compare .stvla-compare[data-step='{t}']:not([data-pending])"
+
+
+def test_the_variant_comparison_appears_and_follows_the_step(page) -> None:
+    move_slider(page, 4)
+    page.wait_for_function("() => document.querySelector('#info')?.innerText.includes('frame 4 ')")
+    page.wait_for_selector(COMPARED.format(t=4))
+    rows = page.locator("#compare .stvla-compare-actions tr[data-mode]")
+    assert [r.get_attribute("data-mode") for r in rows.all()] == ["model", "raw", "A", "B", "C"]
+    assert "closest" in page.locator("#compare").inner_text()
+    page.wait_for_selector("#errors-plot .js-plotly-plot")
+    page.wait_for_selector("#variant-errors table")
+    page.locator("#compare").screenshot(path=str(ARTIFACTS / "variant-comparison-step4.png"))
+    move_slider(page, 9)
+    page.wait_for_selector(COMPARED.format(t=9))
+    assert page.locator("#compare .stvla-compare").get_attribute("data-step") == "9"
+    page.screenshot(path=str(ARTIFACTS / "variant-comparison-step9.png"), full_page=True)
+
+
+def test_episode_3_of_an_uploaded_lerobot_zip(served, tmp_path: Path) -> None:
+    from episode_fixtures import make_lerobot_v30, zip_dataset
+
+    root = make_lerobot_v30(tmp_path / "shelf_demos", codec="libx264", lengths=(4, 6, 5, 7), depth=True)
+    archive = zip_dataset(root, tmp_path / "shelf_demos.zip", from_inside=True)
+    pg = open_page(*served)
+    pg.wait_for_selector("#variant-C img")
+    pg.locator("#upload input[type=file]").set_input_files(str(archive))
+    pg.wait_for_function("() => document.querySelector('#info')?.innerText.includes('shelf_demos_episode_0')")
+    pg.wait_for_selector("#dataset-episode input")
+    assert "4 episodes" in pg.locator("#dataset-info").inner_text()
+    pg.locator("#dataset-episode input").click()
+    pg.get_by_role("option", name="3: 7 frames", exact=False).click()
+    pg.wait_for_function("() => document.querySelector('#info')?.innerText.includes('shelf_demos_episode_3')")
+    assert "frame 0 of 6" in pg.locator("#info").inner_text()
+    pg.wait_for_selector(COMPARED.format(t=0))
+    move_slider(pg, 5)
+    pg.wait_for_selector(COMPARED.format(t=5))
+    pg.screenshot(path=str(ARTIFACTS / "inspector-lerobot-episode3.png"), full_page=True)
+    pg.context.close()

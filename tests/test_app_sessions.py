@@ -36,7 +36,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def ctx(files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("STVLA_JOBS_DIR", str(tmp_path / "jobs"))
-    c = AppContext.create(AppSettings(episodes_dir=str(tmp_path / "bundled")))
+    c = AppContext.create(AppSettings(episodes_dir=str(tmp_path / "bundled"), policy="tiny"))
     yield c
     if getattr(c, "jobs", None) is not None:
         c.jobs.stop()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stvla_core.traces.draw import colorize_depth, depth_range, draw_overlay
-from stvla_core.traces.render import nearest_depth, sample_depth, traced_depth
+from stvla_core.traces.draw import TRACE_OUTLINE, colorize_depth, depth_range, draw_overlay, draw_traced
+from stvla_core.traces.render import nearest_depth, sample_depth, traced_depth, traced_depth_and_mask
 from stvla_core.tracking import Tracks
 
 H, W = 10, 12
@@ -138,3 +138,28 @@ def test_colorize_shared_scale_and_overlay() -> None:
     over = draw_overlay(rgb, straight_trace(), thickness=1)
     assert over[5, 3].any() and not over[0, 0].any()
     assert not rgb.any()  # the input frame is not drawn on
+
+
+@pytest.mark.parametrize("variant", ["A", "B", "C"])
+def test_pictures_outline_the_traces_and_the_maps_keep_true_values(variant: str) -> None:
+    depth = ramp()
+    depth[0, 0] = 0.0  # one invalid pixel, far from the trace
+    window = np.stack([depth] * 3)
+    out, mask = traced_depth_and_mask(variant, depth, straight_trace(), window, thickness=1)
+    np.testing.assert_array_equal(out, traced_depth(variant, depth, straight_trace(), window, thickness=1))
+    want = np.zeros((H, W), bool)
+    want[5, 2:9] = True  # the trace's pixels
+    np.testing.assert_array_equal(mask, want)
+    lo, hi = depth_range(out)
+    pic = draw_traced(out, mask, lo, hi)
+    plain = colorize_depth(out, lo, hi)
+    np.testing.assert_array_equal(pic[mask], plain[mask])  # trace pixels keep their depth colour
+    ring = np.zeros((H, W), bool)
+    ring[4:7, 1:10] = True
+    ring &= ~mask  # the 1-px ring around the trace
+    assert (pic[ring] == TRACE_OUTLINE).all()
+    np.testing.assert_array_equal(pic[~(ring | mask)], plain[~(ring | mask)])
+    assert (pic[0, 0] == 0).all()  # invalid stays black
+    # white is nowhere on the colour scale: the outline never reads as a depth
+    scale = colorize_depth(np.linspace(lo, hi, 256, dtype=np.float32)[None], lo, hi)
+    assert not (scale == TRACE_OUTLINE).all(axis=-1).any()

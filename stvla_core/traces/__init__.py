@@ -1,6 +1,6 @@
 """Traced depth maps (ST-VLA variants A, B, C), the RGB overlay, quality against ground truth."""
 
-from stvla_core.traces.draw import colorbar, colorize_depth, depth_range, draw_overlay
+from stvla_core.traces.draw import colorbar, colorize_depth, depth_range, draw_overlay, draw_traced
 from stvla_core.traces.pipeline import TraceConfig, TracedFrame, TracePipeline, episode_key
 from stvla_core.traces.render import VARIANTS, traced_depth
 
@@ -13,6 +13,7 @@ __all__ = [
     "colorize_depth",
     "depth_range",
     "draw_overlay",
+    "draw_traced",
     "episode_key",
     "traced_depth",
 ]

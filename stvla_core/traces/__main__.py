@@ -22,7 +22,7 @@ from tqdm import tqdm
 from stvla_core.depth import DEPTH_ESTIMATORS, DepthUnavailableError
 from stvla_core.episodes import Episode, EpisodeError, load_episode
 from stvla_core.registry import UnknownNameError
-from stvla_core.traces.draw import colorize_depth, depth_range
+from stvla_core.traces.draw import depth_range, draw_traced
 from stvla_core.traces.pipeline import IGNORED_SEGMENTS, TraceConfig, TracedFrame, TracePipeline
 from stvla_core.traces.render import VARIANTS, nearest_depth, valid_mask
 from stvla_core.tracking import TRACKERS, TrackerUnavailableError
@@ -142,7 +142,7 @@ def _write(frames: list[TracedFrame], variants: list[str], out: Path) -> None:
     vmin, vmax = depth_range(*[f.depth for f in frames])
     for f in frames:
         for v in variants:
-            _write_png(out / f"step_{f.index:04d}_{v}.png", colorize_depth(f.traced[v], vmin, vmax))
+            _write_png(out / f"step_{f.index:04d}_{v}.png", draw_traced(f.traced[v], f.masks[v], vmin, vmax))
         _write_png(out / f"step_{f.index:04d}_overlay.png", f.overlay)
     arrays = {f"traced_{v}": np.stack([f.traced[v] for f in frames]) for v in variants}
     arrays["depth"] = np.stack([f.depth for f in frames])

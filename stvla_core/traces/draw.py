@@ -46,6 +46,24 @@ def colorize_depth(
     return rgb
 
 
+TRACE_OUTLINE = (255, 255, 255)  # white: the colour scale (turbo) and "invalid" (black) never use it
+
+
+def draw_traced(
+    traced: np.ndarray, mask: np.ndarray, vmin: float, vmax: float, outline: int = 1
+) -> np.ndarray:
+    """(H, W, 3) uint8 picture of a traced depth map: colorize_depth, then a white outline
+    `outline` px wide around the trace pixels (`mask`, (H, W) bool). B and C give every trace
+    pixel the farthest or nearest depth, the ends of the colour scale, which look nearly black
+    like invalid depth; the outline makes them stand out. The trace pixels keep their colour."""
+    rgb = colorize_depth(traced, vmin, vmax)
+    if mask.any():
+        k = 2 * outline + 1
+        ring = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~mask
+        rgb[ring] = TRACE_OUTLINE
+    return rgb
+
+
 def colorbar(vmin: float, vmax: float, height: int = 224, width: int = 16) -> np.ndarray:
     """Vertical legend matching colorize_depth: near (vmin) at the top."""
     ramp = np.linspace(vmin, vmax, height, dtype=np.float32)[:, None].repeat(width, 1)

@@ -18,7 +18,7 @@ from stvla_core.buffer import LRUCache, RollingBuffer, window_indices
 from stvla_core.depth import DEPTH_ESTIMATORS, DepthEstimator
 from stvla_core.episodes import Episode
 from stvla_core.traces.draw import draw_overlay
-from stvla_core.traces.render import VARIANTS, traced_depth
+from stvla_core.traces.render import VARIANTS, traced_depth_and_mask
 from stvla_core.tracking import TRACKERS, Clip, SelectionConfig, Tracker, Tracks, select_active
 
 IGNORED_SEGMENTS = ("ground", "floor", "table", "background", "wall")
@@ -68,6 +68,7 @@ class TracedFrame:
     traced: dict[str, np.ndarray]  # variant -> (H, W) float32 metres
     overlay: np.ndarray  # (H, W, 3) uint8
     variant: str = "C"
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # variant -> (H, W) bool trace pixels
 
     @property
     def traced_depth(self) -> np.ndarray:
@@ -175,8 +176,8 @@ class TracePipeline:
         ids = select_active(tracks, SelectionConfig(c.max_traces, c.min_displacement, c.seed))
         active = tracks.subset(ids)
         seg_t, ignore = seg if seg is not None else (None, (0,))
-        traced = {
-            v: traced_depth(
+        drawn = {
+            v: traced_depth_and_mask(
                 v, depths[-1], active, depths, c.line_thickness, seg_t if v == "C" else None, ignore
             )
             for v in VARIANTS
@@ -188,7 +189,8 @@ class TracePipeline:
             depth=depths[-1],
             tracks=tracks,
             active=active,
-            traced=traced,
+            traced={v: m for v, (m, _) in drawn.items()},
             overlay=draw_overlay(clip.frames[-1], active, c.line_thickness),
             variant=c.variant,
+            masks={v: k for v, (_, k) in drawn.items()},
         )

@@ -149,6 +149,22 @@ def traced_depth(
     depth_t: (H, W) depth of frame t; tracks: the kept traces over the window (b, N);
     window_depths: (b, H, W) depth of every window frame, needed by variant A only;
     segmentation_t: (H, W) ids, used by C to take the nearest segmented object's depth."""
+    return traced_depth_and_mask(
+        variant, depth_t, tracks, window_depths, thickness, segmentation_t, ignore_ids
+    )[0]
+
+
+def traced_depth_and_mask(
+    variant: str,
+    depth_t: np.ndarray,
+    tracks: Tracks,
+    window_depths: np.ndarray | None = None,
+    thickness: int = 2,
+    segmentation_t: np.ndarray | None = None,
+    ignore_ids: Sequence[int] = (0,),
+) -> tuple[np.ndarray, np.ndarray]:
+    """`traced_depth` and the (H, W) bool mask of the pixels the traces cover: pictures outline
+    them (a trace's value can equal the depth under it, so the map alone cannot tell)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     base = clean_depth(depth_t)
@@ -169,4 +185,4 @@ def traced_depth(
         values = np.full((b, n), const, np.float32)
     canvas, mask = rasterize_traces(tracks, depth_t.shape, values, thickness)
     base[mask] = canvas[mask]
-    return base
+    return base, mask

@@ -494,6 +494,89 @@ def load_lerobot_episode(
     return build_episode(frames, fields, path)
 
 
+@dataclass(frozen=True)
+class DatasetEpisode:
+    index: int  # the dataset's episode_index
+    length: int | None  # frames, where the metadata says
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeRobotListing:
+    """What a LeRobot dataset holds, from its metadata only (no data or video file is read), so
+    a user can pick an episode and a camera before anything is decoded."""
+
+    name: str  # the dataset folder's name
+    codebase_version: str
+    fps: float
+    cameras: tuple[str, ...]
+    episodes: tuple[DatasetEpisode, ...]
+
+
+def _length(value: Any, what: str) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else _int(value, what)
+
+
+def list_lerobot(path: str | os.PathLike[str]) -> LeRobotListing:
+    """The episodes (index, length, tasks) and cameras of a LeRobot v2.x or v3.0 dataset folder.
+    Raises EpisodeError naming the file and the problem."""
+    root = Path(path)
+    info_path = root / INFO
+    info = read_json(info_path)
+    if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
+        raise EpisodeError(f"LeRobot {where(info_path)} has no 'features' object")
+    version = str(_require(info, "codebase_version", info_path))
+    fps = _require(info, "fps", info_path)
+    rows: list[DatasetEpisode] = []
+    if version.startswith("v2"):
+        for w, e in _read_jsonl(root / "meta" / "episodes.jsonl"):
+            index = _int(e.get("episode_index"), f"{w} field 'episode_index'")
+            length = _length(e.get("length"), f"{w} field 'length'")
+            rows.append(
+                DatasetEpisode(index, length, tuple(_strings(e.get("tasks", []), f"{w} field 'tasks'")))
+            )
+    elif version.startswith("v3"):
+        files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        if not files:
+            raise EpisodeError(
+                f"LeRobot v3.0 dataset {where(root)} has no meta/episodes/chunk-*/file-*.parquet"
+            )
+        cols = ["episode_index", "length", "tasks", "dataset_from_index", "dataset_to_index"]
+        meta = pd.concat([_read_parquet(f, cols) for f in files], ignore_index=True)
+        if "episode_index" not in meta:
+            raise EpisodeError(
+                f"LeRobot dataset {where(root)} episode metadata has no 'episode_index' column"
+            )
+        for _, r in meta.iterrows():
+            what = f"LeRobot dataset {where(root)} episode metadata"
+            index = _int(r["episode_index"], f"{what} column 'episode_index'")
+            if "length" in r:
+                length = _length(r["length"], f"{what} column 'length' of episode {index}")
+            elif "dataset_to_index" in r and "dataset_from_index" in r:
+                length = _int(r["dataset_to_index"], what) - _int(r["dataset_from_index"], what)
+            else:
+                length = None
+            listed = r["tasks"] if "tasks" in r and r["tasks"] is not None else []
+            rows.append(DatasetEpisode(index, length, tuple(_strings(listed, f"{what} column 'tasks'"))))
+    else:
+        raise EpisodeError(
+            f"LeRobot {where(info_path)} codebase_version {version!r}: expected v2.0, v2.1 or v3.0"
+        )
+    cams = cameras(info)
+    if not cams:
+        raise EpisodeError(
+            f"LeRobot dataset {where(root)} has no camera (no feature of dtype video or image)"
+        )
+    if not rows:
+        raise EpisodeError(f"LeRobot dataset {where(root)} lists no episodes")
+    rows.sort(key=lambda e: e.index)
+    return LeRobotListing(root.name, version, float(fps), tuple(cams), tuple(rows))
+
+
+def is_lerobot(path: str | os.PathLike[str]) -> bool:
+    return _detect(Path(path))
+
+
 def _detect(p: Path) -> bool:
     return p.is_dir() and (p / INFO).is_file()
 
