@@ -97,5 +97,6 @@ def test_a_comparison_job_on_the_ray_runner_shards_on_the_same_cluster(ray_jobs)
     }
     job = ray_jobs.wait(ray_jobs.submit("evaluate_comparison", config).id, timeout=400)
     assert job.state == SUCCEEDED, ray_jobs.log(job.id)
+    assert "Started a local Ray instance" not in ray_jobs.log(job.id)  # the job's cluster took the shards
     assert [row["setting"] for row in ray_jobs.result(job.id)["table"]] == ["zero", "random"]
     assert (job.dir / "random" / "episodes" / "PushCube-v1" / f"seed{EVAL_SEED_START}.json").exists()

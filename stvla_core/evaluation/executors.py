@@ -123,7 +123,7 @@ class RayActors:
         ray = self.ray
         started = not ray.is_initialized()
         if started:
-            ray.init(runtime_env=self._runtime_env(), log_to_driver=False)
+            ray.init(log_to_driver=False)  # the actors' own runtime_env adds to a Ray job's, not ray.init's
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus, 1e-9)))
         actor = ray.remote(_RayWorker).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0, runtime_env=self._runtime_env()
