@@ -75,6 +75,24 @@ def test_offline_evaluation_from_the_form_gives_a_results_table_and_plot(tab):
     assert video is None and adapter == "" and load["visible"] is False
 
 
+def comparison_form(settings: str, workers: int = 0, tasks=("PushCube-v1",), episodes=3, steps=50) -> list:
+    """The Submit button's inputs for a comparison job (the other kinds' parts as the page sends them)."""
+    return [
+        COMPARISON,
+        list(tasks),
+        episodes,
+        steps,
+        "zero",
+        "gpu",
+        workers,
+        "local",
+        settings,
+        [],
+        "zero",
+        0,
+    ]
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [
@@ -103,56 +121,14 @@ def test_offline_evaluation_from_the_form_gives_a_results_table_and_plot(tab):
             "job kind: expected one of",
         ),
         (
-            [
-                COMPARISON,
-                ["PushCube-v1"],
-                3,
-                50,
-                "zero",
-                "gpu",
-                0,
-                "local",
-                "[{'label': 'a'}]",
-                [],
-                "zero",
-                0,
-            ],
+            comparison_form("[{'label': 'a'}]"),
             "policy settings: expected a JSON list of {label, policy, policy_kwargs}",
         ),
         (
-            [
-                COMPARISON,
-                ["PushCube-v1"],
-                3,
-                50,
-                "zero",
-                "gpu",
-                0,
-                "local",
-                '[{"label": "a"}, {"label": "a"}]',
-                [],
-                "zero",
-                0,
-            ],
+            comparison_form('[{"label": "a"}, {"label": "a"}]'),
             "settings[1]: label 'a' names the same folder as settings[0]",
         ),
-        (
-            [
-                COMPARISON,
-                ["PushCube-v1"],
-                3,
-                50,
-                "zero",
-                "gpu",
-                -1,
-                "local",
-                '[{"label": "a"}]',
-                [],
-                "zero",
-                0,
-            ],
-            "workers: expected >= 0",
-        ),
+        (comparison_form('[{"label": "a"}]', workers=-1), "workers: expected >= 0"),
     ],
 )
 def test_bad_form_says_why_and_submits_nothing(tab, form, message):
@@ -304,8 +280,7 @@ def test_comparison_job_from_the_form_shows_one_row_per_setting(tab):
     if vulkan_problem() is not None:
         pytest.skip(vulkan_problem())
     settings = json.dumps([{"label": "still", "policy": "zero"}, {"label": "jitter", "policy": "random"}])
-    form = [COMPARISON, ["PushCube-v1"], 1, 3, "zero", "gpu", 2, "local", settings, [], "zero", 0]
-    job_id, error, table = tab.submit_form(*form)
+    job_id, error, table = tab.submit_form(*comparison_form(settings, workers=2, episodes=1, steps=3))
     assert error == "" and table.loc[0, "kind"] == "evaluate_comparison", error
     job = wait_for(tab, job_id, lambda j: j.done, timeout=300)
     assert job.state == SUCCEEDED, tab.jobs.log(job_id)

@@ -334,7 +334,6 @@ def run_episode(
 
 def play_episode(
     env: Any,
-    spec: TaskSpec,
     task: str,
     policy: Policy,
     config: ClosedLoopConfig,
@@ -343,7 +342,7 @@ def play_episode(
     on_step: Callable[[int], None] | None = None,
 ) -> EpisodeResult:
     """Episode k of `task` (seed `config.seed + k`) with its video written to `out_dir`."""
-    seed = config.seed + k
+    spec, seed = task_spec(task), config.seed + k
     frames: list[np.ndarray] | None = [] if config.record_video else None
     start = time.perf_counter()
     instruction, success, at_end, length = run_episode(

@@ -23,6 +23,7 @@ from typing import Any
 
 from stvla_core.evaluation.closed_loop import (
     ClosedLoopConfig,
+    EpisodeResult,
     check_task_assets,
     default_step_limit,
     make_env,
@@ -31,7 +32,7 @@ from stvla_core.evaluation.closed_loop import (
 )
 from stvla_core.evaluation.executors import make_executor
 from stvla_core.evaluation.policies import Policy, make_policy
-from stvla_core.evaluation.results import ResultsError, summarise_episodes, write_results
+from stvla_core.evaluation.results import RESULTS_JSON, ResultsError, summarise_episodes, write_results
 from stvla_core.jobs.files import atomic_write_json
 from stvla_core.sim.tasks import task_spec
 
@@ -125,24 +126,15 @@ def _cached_policy(config: ClosedLoopConfig) -> Policy:
     return _POLICY[key]
 
 
-def record_episode(
-    env: Any,
-    task: str,
-    policy: Policy,
-    config: ClosedLoopConfig,
-    k: int,
-    out_dir: Path,
-    on_step: Callable[[int], None] | None = None,
-) -> None:
-    result = play_episode(env, task_spec(task), task, policy, config, k, out_dir, on_step)
-    atomic_write_json(episode_file(out_dir, task, result.seed), asdict(result))
+def save_episode(out_dir: Path, result: EpisodeResult) -> None:
+    atomic_write_json(episode_file(out_dir, result.task, result.seed), asdict(result))
 
 
 def run_shard(config: ClosedLoopConfig, task: str, episodes: tuple[int, ...], out_dir: Path) -> None:
     """A shard process's work: the episodes, each written to its file as soon as it ends."""
     env, policy = _cached_env(task, config), _cached_policy(config)
     for k in episodes:
-        record_episode(env, task, policy, config, k, out_dir)
+        save_episode(out_dir, play_episode(env, task, policy, config, k, out_dir))
 
 
 def merge(config: ClosedLoopConfig, out_dir: Path) -> dict[str, Any]:
@@ -177,6 +169,8 @@ def evaluate_runs(
     for config, out_dir in runs:
         claim_folder(config, out_dir)
     shards = plan_shards(runs)
+    for i in {s.run for s in shards}:  # a folder with results.json is a complete run (results.py)
+        (runs[i][1] / RESULTS_JSON).unlink(missing_ok=True)
     lead = runs[0][0]
     one_process = lead.executor == "local" and min(lead.workers or os.cpu_count() or 1, len(shards)) <= 1
     if policy is not None or (shards and one_process):
@@ -229,7 +223,7 @@ def _run_here(
                 for k in (k for s in mine if s.task == task for k in s.episodes):
                     label = f"{prefix}{task} episode {k + 1}/{config.episodes_per_task}"
                     on_step = _step_reporter(progress, done, total, limit, label)
-                    record_episode(env, task, run_policy, config, k, out_dir, on_step)
+                    save_episode(out_dir, play_episode(env, task, run_policy, config, k, out_dir, on_step))
                     done += 1
                     if progress is not None:
                         progress(done / total, label)
