@@ -32,6 +32,7 @@ import plotly.io as pio
 from app.inspector import error_box
 from stvla_core.depth import DEPTH_ESTIMATORS
 from stvla_core.evaluation.closed_loop import PANDA_TASKS, TASKS
+from stvla_core.evaluation.executors import SHARD_EXECUTORS
 from stvla_core.evaluation.policies import POLICIES
 from stvla_core.jobs import (
     SUCCEEDED,
@@ -47,15 +48,29 @@ from stvla_core.tracking import TRACKERS
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS_DIR_ENV = "STVLA_JOBS_DIR"
+JOB_RUNNER_ENV = "STVLA_JOB_RUNNER"  # "local" (default) or "ray": where the app's jobs run
 DEFAULT_JOBS_DIR = REPO / "jobs"  # ignored by git
 LOG_TAIL_CHARS = 6000
 REFRESH_S = 1.0
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 CLOSED_LOOP = "Closed-loop evaluation (ManiSkill3)"
+COMPARISON = "Comparison of policy settings (closed loop)"
 OFFLINE = "Offline evaluation (recorded episodes)"
 FINETUNE = "Fine-tune (LoRA)"
-KINDS = {CLOSED_LOOP: "evaluate_closed_loop", OFFLINE: "evaluate_offline", FINETUNE: "finetune"}
+KINDS = {
+    CLOSED_LOOP: "evaluate_closed_loop",
+    COMPARISON: "evaluate_comparison",
+    OFFLINE: "evaluate_offline",
+    FINETUNE: "finetune",
+}
+SETTINGS_EXAMPLE = json.dumps(
+    [
+        {"label": "none", "policy": "stvla", "policy_kwargs": {"checkpoint": "runs/ablation/none/model"}},
+        {"label": "C", "policy": "stvla", "policy_kwargs": {"checkpoint": "runs/ablation/C/model"}},
+    ],
+    indent=1,
+)
 RESULT_HEADERS = ["key", "value"]
 
 
@@ -68,8 +83,12 @@ def jobs_manager(ctx: Any) -> JobManager:
     background thread so queued jobs start without a browser open)."""
     manager = getattr(ctx, "jobs", None)
     if manager is None:
-        # Jobs are bound to the app: killing the app fails its running jobs (their logs stay).
-        manager = JobManager(jobs_dir(), runner_options={"local": {"bind_to_owner": True}})
+        # Local jobs are bound to the app: killing the app fails its running jobs (their logs stay).
+        manager = JobManager(
+            jobs_dir(),
+            default_runner=os.environ.get(JOB_RUNNER_ENV) or "local",
+            runner_options={"local": {"bind_to_owner": True}},
+        )
         manager.start_background(REFRESH_S)
         ctx.jobs = manager
     return manager
@@ -188,7 +207,14 @@ class JobsTab:
         return sorted(p.name for p in self.episodes_dir.glob("*.npz"))
 
     def closed_loop_config(
-        self, tasks: list[str], episodes: Any, max_steps: Any, policy: str, render_backend: str = "gpu"
+        self,
+        tasks: list[str],
+        episodes: Any,
+        max_steps: Any,
+        policy: str,
+        render_backend: str = "gpu",
+        workers: Any = 0,
+        executor: str = "local",
     ) -> dict[str, Any]:
         if not tasks:
             raise ValueError("tasks: choose at least one task")
@@ -199,7 +225,34 @@ class JobsTab:
             "policy": policy,
             "record_video": True,
             "render_backend": render_backend,
+            "workers": _int_or_none(workers, "workers") or 0,
+            "executor": executor,
         }
+
+    def comparison_config(
+        self,
+        tasks: list[str],
+        episodes: Any,
+        max_steps: Any,
+        render_backend: str,
+        workers: Any,
+        executor: str,
+        settings: str,
+    ) -> dict[str, Any]:
+        """The closed-loop fields shared by every setting, and the settings (a JSON list)."""
+        config = self.closed_loop_config(
+            tasks, episodes, max_steps, "zero", render_backend, workers, executor
+        )
+        del config["policy"]  # each setting names its own
+        try:
+            parsed = json.loads(settings or "")
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"policy settings: expected a JSON list of {{label, policy, policy_kwargs}}, found {settings!r} ({e.msg})"
+            ) from None
+        if not isinstance(parsed, list):
+            raise ValueError(f"policy settings: expected a JSON list, found {type(parsed).__name__}")
+        return {**config, "settings": parsed}
 
     def offline_config(self, episodes: list[str], policy: str, max_steps: Any) -> dict[str, Any]:
         if not episodes:
@@ -237,6 +290,9 @@ class JobsTab:
         cl_max_steps: Any,
         cl_policy: str,
         cl_backend: str,
+        cl_workers: Any,
+        cl_executor: str,
+        cl_settings: str,
         off_episodes: list[str],
         off_policy: str,
         off_max_steps: Any,
@@ -245,7 +301,13 @@ class JobsTab:
         """The Submit button: builds the chosen kind's config from its part of the form."""
         try:
             if kind_label == CLOSED_LOOP:
-                config = self.closed_loop_config(cl_tasks, cl_episodes, cl_max_steps, cl_policy, cl_backend)
+                config = self.closed_loop_config(
+                    cl_tasks, cl_episodes, cl_max_steps, cl_policy, cl_backend, cl_workers, cl_executor
+                )
+            elif kind_label == COMPARISON:
+                config = self.comparison_config(
+                    cl_tasks, cl_episodes, cl_max_steps, cl_backend, cl_workers, cl_executor, cl_settings
+                )
             elif kind_label == OFFLINE:
                 config = self.offline_config(off_episodes, off_policy, off_max_steps)
             elif kind_label == FINETUNE:
@@ -353,8 +415,12 @@ class JobsTab:
 
 # -- results on disk --------------------------------------------------------------------------
 def result_table(job_dir: Path, result: dict[str, Any]) -> pd.DataFrame:
-    """The job's main table: per-task success (closed loop), per-dimension error (offline), or
-    the result's scalar entries (anything else)."""
+    """The job's main table: success with 95 % intervals per setting and task (comparison), per
+    task (closed loop), per-dimension error (offline), or the result's scalar entries."""
+    if (job_dir / "comparison.csv").exists():
+        from stvla_core.evaluation.results import comparison_cells
+
+        return comparison_cells(pd.read_csv(job_dir / "comparison.csv")).reset_index()
     if (job_dir / "results.json").exists():
         summary = json.loads((job_dir / "results.json").read_text()).get("summary", result.get("summary", {}))
         return pd.DataFrame(
@@ -385,9 +451,11 @@ def result_plot(job_dir: Path, result: dict[str, Any]) -> go.Figure | None:
     figures = sorted(job_dir.glob("*.plotly.json"))
     if figures:
         return pio.from_json(figures[0].read_text())
-    if (job_dir / "results.json").exists():
-        from stvla_core.evaluation.results import compare_runs, plot_success
+    from stvla_core.evaluation.results import compare_runs, plot_success
 
+    if (job_dir / "comparison.csv").exists():
+        return plot_success(compare_runs([job_dir / run for run in result.get("runs", [])]))
+    if (job_dir / "results.json").exists():
         return plot_success(compare_runs([job_dir]))
     return None
 
@@ -477,6 +545,15 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
                     cl_steps = gr.Number(50, precision=0, label="Max steps (0 = task's own)")
                     cl_policy = gr.Dropdown(policies, value="zero", label="Policy")
                     cl_backend = gr.Dropdown(["gpu", "cpu"], value="gpu", label="Render backend")
+                    cl_workers = gr.Number(0, precision=0, label="Workers (0 = CPU count)")
+                    cl_executor = gr.Dropdown(SHARD_EXECUTORS.names(), value="local", label="Shards run on")
+                cl_settings = gr.Code(
+                    SETTINGS_EXAMPLE,
+                    language="json",
+                    label="Policy settings to compare (comparison job: one table row each, same seeds)",
+                    elem_id="cl-settings",
+                    visible=False,
+                )
             with gr.Group(visible=False) as off_group:
                 off_eps = gr.CheckboxGroup(tab.episode_choices(), label="Episodes")
                 with gr.Row():
@@ -512,10 +589,17 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
     shown = gr.State("")
     timer = gr.Timer(REFRESH_S)
 
-    def pick(label: str) -> tuple[Any, Any, Any]:
-        return tuple(gr.update(visible=label == k) for k in (CLOSED_LOOP, OFFLINE, FINETUNE))
+    def pick(label: str) -> tuple[Any, ...]:
+        """The chosen kind's part of the form; a comparison takes its policies from the settings."""
+        closed_loop, comparison = label in (CLOSED_LOOP, COMPARISON), label == COMPARISON
+        return (
+            gr.update(visible=closed_loop),
+            gr.update(visible=not comparison),
+            gr.update(visible=comparison),
+            *(gr.update(visible=label == k) for k in (OFFLINE, FINETUNE)),
+        )
 
-    kind.change(pick, [kind], [cl_group, off_group, ft_group])
+    kind.change(pick, [kind], [cl_group, cl_policy, cl_settings, off_group, ft_group])
     form = [
         kind,
         cl_tasks,
@@ -523,6 +607,9 @@ def build_jobs_tab(ctx: Any) -> dict[str, Any]:
         cl_steps,
         cl_policy,
         cl_backend,
+        cl_workers,
+        cl_executor,
+        cl_settings,
         off_eps,
         off_policy,
         off_steps,

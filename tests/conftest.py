@@ -1,6 +1,18 @@
-"""Shared test fixtures: small synthetic episodes whose every pixel is known."""
+"""Shared test fixtures: small synthetic episodes whose every pixel is known, and a Ray cluster
+on loopback for the tests of the Ray job runner and shard executor."""
 
 from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -48,3 +60,78 @@ def translating_episode(
 @pytest.fixture
 def translating() -> Episode:
     return translating_episode()
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    gcs: str  # host:port, what drivers (ray.init, the shard executor) connect to
+    dashboard: str  # http://host:port, what Ray Jobs (the job runner) submit to
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A one-node Ray cluster for the session: `ray start --head --block` on 127.0.0.1 with 2 CPUs,
+    a dashboard for Ray Jobs and its own ports (another cluster on the machine is left alone);
+    SIGTERM to that command stops every process of the cluster."""
+    from ray.job_submission import JobSubmissionClient
+
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths are limited
+    ports = {
+        name: str(_free_port())
+        for name in (
+            "dashboard-port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+        )
+    }
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--port", "0"]
+    command += [
+        "--node-ip-address",
+        "127.0.0.1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--include-dashboard",
+        "true",
+    ]
+    command += ["--num-cpus", "2", "--num-gpus", "0", "--object-store-memory", str(100 * 2**20)]
+    command += ["--temp-dir", str(temp), "--disable-usage-stats"]
+    command += [arg for name, port in ports.items() for arg in (f"--{name}", port)]
+    log = open(temp / "ray-start.log", "wb")  # open for the whole session
+    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if head.poll() is not None:
+                raise RuntimeError(
+                    f"ray start exited with {head.returncode}: {(temp / 'ray-start.log').read_text()}"
+                )
+            address_file = temp / "ray_current_cluster"
+            try:
+                if address_file.exists():
+                    JobSubmissionClient(dashboard)
+                    break
+            except (ConnectionError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Ray head did not come up in 180 s: {(temp / 'ray-start.log').read_text()}"
+                )
+            time.sleep(1.0)
+        yield RayCluster(address_file.read_text().strip(), dashboard)
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

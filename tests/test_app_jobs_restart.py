@@ -19,7 +19,16 @@ from stvla_core.jobs import JobStore
 from stvla_core.jobs.store import process_alive
 from stvla_core.runs import complete_checkpoints
 
-CLOSED_LOOP_FORM = [[], 3, 50, "zero", "gpu"]  # unused parts of the form, as the page sends them
+CLOSED_LOOP_FORM = [
+    [],
+    3,
+    50,
+    "zero",
+    "gpu",
+    0,
+    "local",
+    "",
+]  # unused parts of the form, as the page sends them
 
 
 def finetune_form(**overrides: object) -> list[object]:

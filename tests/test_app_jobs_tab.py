@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from app.jobs_tab import CLOSED_LOOP, FINETUNE, OFFLINE, JobsTab, adapter_dir, result_plot
+from app.jobs_tab import CLOSED_LOOP, COMPARISON, FINETUNE, OFFLINE, JobsTab, adapter_dir, result_plot
 from stvla_core.jobs import CANCELLED, RUNNING, SUCCEEDED, JobManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_sleep_job_shows_in_table_and_log_then_cancel(tab):
 
 
 def test_offline_evaluation_from_the_form_gives_a_results_table_and_plot(tab):
-    form = [OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "zero", 5]
+    form = [OFFLINE, [], 3, 50, "zero", "gpu", 0, "local", "", ["maniskill_pick.npz"], "zero", 5]
     job_id, error, table = tab.submit_form(*form)
     assert error == "", error
     assert table.loc[0, "kind"] == "evaluate_offline"
@@ -75,18 +75,60 @@ def test_offline_evaluation_from_the_form_gives_a_results_table_and_plot(tab):
     assert video is None and adapter == "" and load["visible"] is False
 
 
+def comparison_form(settings: str, workers: int = 0, tasks=("PushCube-v1",), episodes=3, steps=50) -> list:
+    """The Submit button's inputs for a comparison job (the other kinds' parts as the page sends them)."""
+    return [
+        COMPARISON,
+        list(tasks),
+        episodes,
+        steps,
+        "zero",
+        "gpu",
+        workers,
+        "local",
+        settings,
+        [],
+        "zero",
+        0,
+    ]
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [
         (
-            [CLOSED_LOOP, ["PickCube-v1"], 0, 50, "zero", "gpu", [], "zero", 0],
+            [CLOSED_LOOP, ["PickCube-v1"], 0, 50, "zero", "gpu", 0, "local", "", [], "zero", 0],
             "episodes_per_task: expected >= 1",
         ),
-        ([CLOSED_LOOP, [], 3, 50, "zero", "gpu", [], "zero", 0], "tasks: choose at least one task"),
-        ([CLOSED_LOOP, ["PickCube-v1"], 2.5, 50, "zero", "gpu", [], "zero", 0], "expected a whole number"),
-        ([OFFLINE, [], 3, 50, "zero", "gpu", [], "zero", 0], "episodes: choose at least one episode"),
-        ([OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "nope", 0], "policy: expected one of"),
-        (["Train a robot", [], 3, 50, "zero", "gpu", [], "zero", 0], "job kind: expected one of"),
+        (
+            [CLOSED_LOOP, [], 3, 50, "zero", "gpu", 0, "local", "", [], "zero", 0],
+            "tasks: choose at least one task",
+        ),
+        (
+            [CLOSED_LOOP, ["PickCube-v1"], 2.5, 50, "zero", "gpu", 0, "local", "", [], "zero", 0],
+            "expected a whole number",
+        ),
+        (
+            [OFFLINE, [], 3, 50, "zero", "gpu", 0, "local", "", [], "zero", 0],
+            "episodes: choose at least one episode",
+        ),
+        (
+            [OFFLINE, [], 3, 50, "zero", "gpu", 0, "local", "", ["maniskill_pick.npz"], "nope", 0],
+            "policy: expected one of",
+        ),
+        (
+            ["Train a robot", [], 3, 50, "zero", "gpu", 0, "local", "", [], "zero", 0],
+            "job kind: expected one of",
+        ),
+        (
+            comparison_form("[{'label': 'a'}]"),
+            "policy settings: expected a JSON list of {label, policy, policy_kwargs}",
+        ),
+        (
+            comparison_form('[{"label": "a"}, {"label": "a"}]'),
+            "settings[1]: label 'a' names the same folder as settings[0]",
+        ),
+        (comparison_form('[{"label": "a"}]', workers=-1), "workers: expected >= 0"),
     ],
 )
 def test_bad_form_says_why_and_submits_nothing(tab, form, message):
@@ -119,7 +161,9 @@ def test_finetune_form_builds_a_valid_config(tab):
 def test_a_job_killed_with_the_app_shows_failed_with_its_log_after_restart(tmp_path):
     root = tmp_path / "jobs"
     first = JobsTab(JobManager(root), tmp_path / "media", EPISODES)
-    done_id, _, _ = first.submit_form(OFFLINE, [], 3, 50, "zero", "gpu", ["maniskill_pick.npz"], "zero", 3)
+    done_id, _, _ = first.submit_form(
+        OFFLINE, [], 3, 50, "zero", "gpu", 0, "local", "", ["maniskill_pick.npz"], "zero", 3
+    )
     wait_for(first, done_id, lambda j: j.done, timeout=60)
     job_id, _, _ = first.submit("sleep", {"steps": 200, "seconds": 0.05})
     pid = wait_for(first, job_id, lambda j: j.progress > 0 and j.pid).pid
@@ -166,7 +210,7 @@ def test_closed_loop_job_from_the_form_shows_success_table_and_video(tab):
 
     if vulkan_problem() is not None:
         pytest.skip(vulkan_problem())
-    form = [CLOSED_LOOP, ["PickCube-v1"], 2, 5, "random", "gpu", [], "zero", 0]
+    form = [CLOSED_LOOP, ["PickCube-v1"], 2, 5, "random", "gpu", 0, "local", "", [], "zero", 0]
     job_id, error, _ = tab.submit_form(*form)
     assert error == "", error
     job = wait_for(tab, job_id, lambda j: j.done, timeout=240)
@@ -204,7 +248,9 @@ def test_finetune_from_the_form_runs_with_falling_loss_and_loads_into_inspector(
         checkpoint_every=6.0,
         learning_rate=0.01,
     )
-    job_id, error, _ = tab.submit_form(FINETUNE, [], 3, 50, "zero", "gpu", [], "zero", 0, *values.values())
+    job_id, error, _ = tab.submit_form(
+        FINETUNE, [], 3, 50, "zero", "gpu", 0, "local", "", [], "zero", 0, *values.values()
+    )
     assert error == "", error
     job = wait_for(tab, job_id, lambda j: j.done, timeout=400)
     assert job.state == SUCCEEDED, tab.jobs.log(job_id)
@@ -225,3 +271,33 @@ def test_finetune_from_the_form_runs_with_falling_loss_and_loads_into_inspector(
         assert "no adapter" in load_adapter(ctx, "")
     finally:
         ctx.close()
+
+
+@pytest.mark.sim
+def test_comparison_job_from_the_form_shows_one_row_per_setting(tab):
+    from test_evaluation import vulkan_problem
+
+    if vulkan_problem() is not None:
+        pytest.skip(vulkan_problem())
+    settings = json.dumps([{"label": "still", "policy": "zero"}, {"label": "jitter", "policy": "random"}])
+    job_id, error, table = tab.submit_form(*comparison_form(settings, workers=2, episodes=1, steps=3))
+    assert error == "" and table.loc[0, "kind"] == "evaluate_comparison", error
+    job = wait_for(tab, job_id, lambda j: j.done, timeout=300)
+    assert job.state == SUCCEEDED, tab.jobs.log(job_id)
+    _, log, _, res_table, plot, video, _, _ = tab.show(job_id)
+    assert res_table.to_dict("records") == [
+        {
+            "setting": "still",
+            "PushCube-v1": "0 % [0, 79.3]",
+            "average": "0 % [0, 79.3]",
+            "episodes": "1 per task",
+        },
+        {
+            "setting": "jitter",
+            "PushCube-v1": "0 % [0, 79.3]",
+            "average": "0 % [0, 79.3]",
+            "episodes": "1 per task",
+        },
+    ]
+    assert [t.name for t in plot.data] == ["still (zero)", "jitter (random)"]
+    assert video is not None and Path(video).suffix == ".mp4"  # the first setting's episode

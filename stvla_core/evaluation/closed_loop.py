@@ -29,13 +29,14 @@ import importlib.util
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stvla_core.evaluation.policies import POLICIES, Policy, check_action, make_policy, reset_policy
+from stvla_core.evaluation.executors import SHARD_EXECUTORS
+from stvla_core.evaluation.policies import POLICIES, Policy, check_action, reset_policy
 from stvla_core.sim.tasks import (  # noqa: F401  (re-exported: the task table lives in stvla_core.sim)
     BRIDGE_TASKS,
     EVAL_SEED_START,
@@ -146,7 +147,13 @@ class ClosedLoopConfig:
     (taken from `policy_kwargs` when left empty). `max_steps` replaces the task setup's step limit
     (Panda tasks: 80 policy steps at 10 Hz; Bridge tasks: ManiSkill's 60) when given;
     `image_size` its camera size (None: the setup's 224). Episode k runs seed `seed + k`; the
-    default seed starts the held-out evaluation range, which no training dataset holds."""
+    default seed starts the held-out evaluation range, which no training dataset holds.
+
+    Parallel runs (`stvla_core.evaluation.sharding`): the episodes split into shards of at most
+    `shard_episodes` episodes of one task, run by `workers` processes at once (0: the CPU count
+    with the `local` executor, the cluster's CPUs with `ray`), each shard reserving `shard_cpus`
+    CPUs and `shard_gpus` GPUs on a Ray cluster. These settings change the wall time only: the
+    same seeds give the same episodes."""
 
     tasks: list[str] = field(default_factory=lambda: ["PickCube-v1"])
     policy: str = "zero"
@@ -162,6 +169,11 @@ class ClosedLoopConfig:
     variant: str = ""
     buffer: int | None = None
     checkpoint: str = ""
+    workers: int = 0
+    executor: str = "local"
+    shard_episodes: int = 1
+    shard_cpus: float = 1.0
+    shard_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -176,6 +188,18 @@ class ClosedLoopConfig:
             raise ValueError(f"image_size: expected >= 1 or None, found {self.image_size}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: expected >= 1 or None, found {self.max_steps}")
+        if self.workers < 0:
+            raise ValueError(f"workers: expected >= 0 (0 = as many as there are CPUs), found {self.workers}")
+        if self.executor not in SHARD_EXECUTORS:
+            raise ValueError(
+                f"executor: expected one of {', '.join(SHARD_EXECUTORS.names())}, found {self.executor!r}"
+            )
+        if self.shard_episodes < 1:
+            raise ValueError(f"shard_episodes: expected >= 1, found {self.shard_episodes}")
+        if self.shard_cpus <= 0 or self.shard_gpus < 0:
+            raise ValueError(
+                f"shard_cpus, shard_gpus: expected > 0 and >= 0, found {self.shard_cpus}, {self.shard_gpus}"
+            )
 
     def labels(self) -> dict[str, Any]:
         kw = self.policy_kwargs
@@ -308,18 +332,37 @@ def run_episode(
     return instruction, success, success_at_end, steps
 
 
-def _step_reporter(
-    progress: Callable[[float, str], None] | None, episodes_done: int, total: int, limit: int, label: str
-) -> Callable[[int], None] | None:
-    """Progress within an episode, every 10 steps (each report is a write to the job store)."""
-    if progress is None:
-        return None
-
-    def on_step(t: int) -> None:
-        if t % 10 == 0:
-            progress((episodes_done + t / limit) / total, f"{label}, step {t}")
-
-    return on_step
+def play_episode(
+    env: Any,
+    task: str,
+    policy: Policy,
+    config: ClosedLoopConfig,
+    k: int,
+    out_dir: Path,
+    on_step: Callable[[int], None] | None = None,
+) -> EpisodeResult:
+    """Episode k of `task` (seed `config.seed + k`) with its video written to `out_dir`."""
+    spec, seed = task_spec(task), config.seed + k
+    frames: list[np.ndarray] | None = [] if config.record_video else None
+    start = time.perf_counter()
+    instruction, success, at_end, length = run_episode(
+        env,
+        spec,
+        policy,
+        ActionMapping.from_env(env, config.action_scale),
+        seed=seed,
+        max_steps=config.max_steps or default_step_limit(task),
+        policy_name=config.policy,
+        frames=frames,
+        on_step=on_step,
+    )
+    seconds = time.perf_counter() - start
+    video = ""
+    if frames:
+        video = f"videos/{task}_ep{k:03d}_seed{seed}.mp4"
+        fps = float(spec.control_freq or getattr(env.unwrapped, "control_freq", 20))
+        write_video(out_dir / video, frames, fps)
+    return EpisodeResult(task, k, seed, instruction, success, at_end, length, seconds, video)
 
 
 def evaluate_closed_loop(
@@ -329,57 +372,10 @@ def evaluate_closed_loop(
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, Any]:
     """Runs every task (assets checked for all tasks before any env is built), writes videos and
-    results to `out_dir`, returns the results dict (also in results.json)."""
-    from stvla_core.evaluation.results import summarise_episodes, write_results
+    results to `out_dir`, returns the results dict (also in results.json). Episodes already in
+    `out_dir` from an earlier run of the same settings are kept, not run again; the others run
+    in parallel shards (`config.workers`), or in this process when one worker suffices or a
+    `policy` object is given."""
+    from stvla_core.evaluation.sharding import evaluate_runs
 
-    out_dir = Path(out_dir)
-    require_maniskill()
-    for task in config.tasks:
-        check_task_assets(task)
-    policy = policy if policy is not None else make_policy(config.policy, **config.policy_kwargs)
-    episodes: list[EpisodeResult] = []
-    total = len(config.tasks) * config.episodes_per_task
-    for task in config.tasks:
-        spec = task_spec(task)
-        env = make_env(spec, config)
-        try:
-            mapping = ActionMapping.from_env(env, config.action_scale)
-            limit = config.max_steps or default_step_limit(task)
-            fps = float(spec.control_freq or getattr(env.unwrapped, "control_freq", 20))
-            for k in range(config.episodes_per_task):
-                seed = config.seed + k
-                frames: list[np.ndarray] | None = [] if config.record_video else None
-                label = f"{task} episode {k + 1}/{config.episodes_per_task}"
-                on_step = _step_reporter(progress, len(episodes), total, limit, label)
-                start = time.perf_counter()
-                instruction, success, at_end, length = run_episode(
-                    env,
-                    spec,
-                    policy,
-                    mapping,
-                    seed=seed,
-                    max_steps=limit,
-                    policy_name=config.policy,
-                    frames=frames,
-                    on_step=on_step,
-                )
-                seconds = time.perf_counter() - start
-                video = ""
-                if frames:
-                    video = f"videos/{task}_ep{k:03d}_seed{seed}.mp4"
-                    write_video(out_dir / video, frames, fps)
-                episodes.append(
-                    EpisodeResult(task, k, seed, instruction, success, at_end, length, seconds, video)
-                )
-                if progress is not None:
-                    progress(len(episodes) / total, label)
-        finally:
-            env.close()
-    results = {
-        "config": asdict(config),
-        "labels": config.labels(),
-        "episodes": [asdict(e) for e in episodes],
-        "summary": summarise_episodes(episodes),
-    }
-    write_results(out_dir, results)
-    return results
+    return evaluate_runs([(config, Path(out_dir))], policy=policy, progress=progress)[0]

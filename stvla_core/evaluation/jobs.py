@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from stvla_core.evaluation.closed_loop import ClosedLoopConfig, evaluate_closed_loop
+from stvla_core.evaluation.comparison import ComparisonConfig, run_comparison
 from stvla_core.evaluation.offline import OfflineConfig, evaluate_offline_to
 from stvla_core.jobs.kinds import JobContext
 
@@ -26,3 +27,19 @@ def run_closed_loop(config: ClosedLoopConfig, ctx: JobContext) -> dict[str, Any]
     for task, s in results["summary"].items():
         ctx.log.info("%s: success %.0f%% over %d episode(s)", task, 100 * s["success_rate"], s["episodes"])
     return {"labels": results["labels"], "summary": results["summary"], "results": "results.json"}
+
+
+def run_comparison_job(config: ComparisonConfig, ctx: JobContext) -> dict[str, Any]:
+    ctx.log.info(
+        "comparison of %d policy setting(s) (%s): %s x %d episode(s)",
+        len(config.settings),
+        ", ".join(str(s.get("label")) for s in config.settings),
+        ", ".join(config.tasks),
+        config.episodes_per_task,
+    )
+    result = run_comparison(config, ctx.dir, progress=ctx.progress)
+    for row in result["table"]:
+        ctx.log.info(
+            "%s: %s", row["setting"], "; ".join(f"{k} {v}" for k, v in row.items() if k != "setting")
+        )
+    return result

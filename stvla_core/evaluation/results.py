@@ -1,6 +1,7 @@
-"""Closed-loop results on disk (`results.json` + `results.csv` per run folder) and the table that
-compares runs: one row per run (policy, variant, buffer length, checkpoint), one column of
-success rate (%) per task and their average, as the paper's tables do."""
+"""Closed-loop results on disk (`results.json` + `results.csv` per run folder) and the tables that
+compare runs: `compare_runs` (success rate per task and run, numeric, for plots) and
+`comparison_table` (one row per policy setting, one column per task and the average, each cell a
+success rate with its 95 % Wilson interval, as the paper's ablation tables read)."""
 
 from __future__ import annotations
 
@@ -46,15 +47,19 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def summarise_episodes(episodes: Iterable[Any]) -> dict[str, dict[str, float]]:
-    """task -> {episodes, success_rate (0..1), mean_length}."""
+def summarise_episodes(episodes: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """task -> {episodes, successes, success_rate (0..1), success_ci95 [lo, hi] (Wilson),
+    mean_length}."""
     rows = [asdict(e) if is_dataclass(e) else dict(e) for e in episodes]
     df = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
     out = {}
     for task, g in df.groupby("task", sort=False):
+        successes = int(g["success"].astype(bool).sum())
         out[str(task)] = {
             "episodes": int(len(g)),
-            "success_rate": float(g["success"].astype(bool).mean()),
+            "successes": successes,
+            "success_rate": successes / len(g),
+            "success_ci95": list(wilson_interval(successes, len(g))),
             "mean_length": float(g["length"].mean()),
         }
     return out
@@ -135,6 +140,92 @@ def _label(v: Any) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return ""
     return str(v)
+
+
+COMPARISON_COLUMNS = ["setting", "task", "episodes", "successes", "success_rate", "ci_low", "ci_high"]
+AVERAGE = "average"
+
+
+def comparison_table(
+    runs: Sequence[dict[str, Any] | str | Path], labels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per (setting, task), tasks in first-seen order, then each setting's "average":
+    episodes, successes, success_rate (0..1) and its 95 % Wilson interval (ci_low, ci_high). A
+    setting is a run, labelled by `labels` (one per run) or else by its own label (run_name, or
+    the policy's name). The average pools the setting's episodes over the tasks it ran, which is
+    the mean of the task rates when every task has as many episodes."""
+    loaded = [r if isinstance(r, dict) else load_results(r) for r in runs]
+    if not loaded:
+        raise ResultsError("comparison: expected at least one run, found none")
+    if labels is not None and len(labels) != len(loaded):
+        raise ResultsError(f"comparison: expected one label per run ({len(loaded)}), found {len(labels)}")
+    names = list(labels) if labels is not None else [_label(r["labels"].get("run")) for r in loaded]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not name:
+            raise ResultsError(f"comparison: run {i + 1} has an empty label; give one with --label")
+        if name in seen:
+            raise ResultsError(
+                f"comparison: runs {seen[name] + 1} and {i + 1} are both labelled {name!r}; "
+                "give each run its own label (--label)"
+            )
+        seen[name] = i
+    eps = pd.concat(
+        [
+            pd.DataFrame(r["episodes"], columns=EPISODE_COLUMNS).assign(setting=n)
+            for r, n in zip(loaded, names, strict=True)
+        ],
+        ignore_index=True,
+    )
+    if eps.empty:
+        raise ResultsError("comparison: the runs hold no episodes")
+    eps["success"] = eps["success"].astype(bool)
+    tasks = list(dict.fromkeys(eps["task"]))
+    rows = []
+    for name in names:
+        mine = eps[eps["setting"] == name]
+        groups = [(t, mine[mine["task"] == t]) for t in tasks] + [(AVERAGE, mine)]
+        for task, g in groups:
+            if g.empty:
+                continue
+            n, k = len(g), int(g["success"].sum())
+            lo, hi = wilson_interval(k, n)
+            rows.append([name, task, n, k, k / n, lo, hi])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _percent(x: float) -> str:
+    """46.2, 7.1, 0, 100: one decimal, none when it is 0."""
+    return f"{100 * x:.1f}".removesuffix(".0")
+
+
+def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The wide form of a `comparison_table`: rows = settings, columns = tasks + average, cells
+    "60 % [46.2, 72.4]" ("-" where a setting did not run a task), and the episodes per task."""
+    settings = list(dict.fromkeys(table["setting"]))
+    tasks = [t for t in dict.fromkeys(table["task"]) if t != AVERAGE] + [AVERAGE]
+    cells = pd.DataFrame("-", index=pd.Index(settings, name="setting"), columns=tasks)
+    for r in table.itertuples(index=False):
+        cells.loc[r.setting, r.task] = (
+            f"{_percent(r.success_rate)} % [{_percent(r.ci_low)}, {_percent(r.ci_high)}]"
+        )
+    per_task = table[table["task"] != AVERAGE].groupby("setting", sort=False)["episodes"]
+    cells["episodes"] = [
+        f"{counts.iloc[0]} per task" if counts.nunique() == 1 else ", ".join(map(str, counts))
+        for counts in (per_task.get_group(s) for s in settings)
+    ]
+    return cells
+
+
+def write_comparison(out_dir: str | Path, table: pd.DataFrame, name: str = "comparison") -> dict[str, str]:
+    """`<name>.md` (the wide table), `<name>.csv` and `<name>.json` (the long, numeric one) in
+    `out_dir`; returns the file names by format."""
+    out_dir = Path(out_dir)
+    files = {"markdown": f"{name}.md", "csv": f"{name}.csv", "json": f"{name}.json"}
+    atomic_write_text(out_dir / files["markdown"], to_markdown(comparison_cells(table)) + "\n")
+    atomic_write_text(out_dir / files["csv"], table.to_csv(index=False))
+    atomic_write_json(out_dir / files["json"], table.to_dict(orient="records"))
+    return files
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:

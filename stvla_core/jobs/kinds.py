@@ -190,6 +190,14 @@ register_kind(
 )
 register_kind(
     JobKind(
+        "evaluate_comparison",
+        "stvla_core.evaluation.jobs:run_comparison_job",
+        "stvla_core.evaluation.comparison:ComparisonConfig",
+        "success rates of several policy settings on the same seeds, in one table",
+    )
+)
+register_kind(
+    JobKind(
         "finetune",
         "stvla_core.finetune.job:run",
         "stvla_core.finetune.config:FinetuneConfig",
