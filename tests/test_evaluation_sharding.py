@@ -74,12 +74,34 @@ def test_comparison_table_wilson_cells_and_pooled_average():
 def test_comparison_labels_must_be_given_once_each():
     a, b = run("zero", {"PushCube-v1": [True]}), run("zero", {"PushCube-v1": [False]})
     with pytest.raises(
-        ResultsError, match="runs 1 and 2 are both labelled 'zero'; give each run its own label"
+        ResultsError,
+        match="runs 1 and 2 are both labelled 'zero' and both hold PushCube-v1 seed 100000; give each",
     ):
         comparison_table([a, b])
     assert list(comparison_table([a, b], labels=["x", "y"])["setting"].unique()) == ["x", "y"]
     with pytest.raises(ResultsError, match=r"expected one label per run \(2\), found 1"):
         comparison_table([a, b], labels=["x"])
+
+
+def test_runs_of_one_label_merge_and_first_keeps_the_same_seeds():
+    # one run per task under one label is one row; the 5-episode row is cut to the first 2 seeds
+    push = run("C", {"PushCube-v1": [False, True, True, True, True]})
+    pull = run("C", {"PullCube-v1": [True, False]})
+    other = run("A", {"PushCube-v1": [True, False], "PullCube-v1": [False, False]})
+    full = comparison_table([push, pull, other])
+    assert full[full["setting"] == "C"][["task", "episodes", "successes"]].values.tolist() == [
+        ["PushCube-v1", 5, 4],
+        ["PullCube-v1", 2, 1],
+        ["average", 7, 5],
+    ]
+    same = comparison_table([push, pull, other], first=2)
+    assert same[same["setting"] == "C"][["task", "episodes", "successes"]].values.tolist() == [
+        ["PushCube-v1", 2, 1],
+        ["PullCube-v1", 2, 1],
+        ["average", 4, 2],
+    ]
+    with pytest.raises(ResultsError, match="first must be >= 1"):
+        comparison_table([push], first=0)
 
 
 def test_compare_command_writes_markdown_csv_and_json(tmp_path, capsys):

@@ -114,7 +114,15 @@ def _parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="success rates with 95%% intervals across finished runs")
     cmp_.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    cmp_.add_argument("--label", nargs="+", default=None, help="row labels, one per run (default: run names)")
+    cmp_.add_argument(
+        "--label",
+        nargs="+",
+        default=None,
+        help="row labels, one per run (default: run names); runs with one label are one row",
+    )
+    cmp_.add_argument(
+        "--first", type=int, default=None, help="each row's first N episodes per task by seed (same seeds)"
+    )
     cmp_.add_argument("--out", default=None, help="write comparison.md/.csv/.json into this folder")
     return p
 
@@ -196,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = evaluate_offline_to(config, args.out)
             print(json.dumps(summary, indent=2))
         else:
-            table = comparison_table(args.runs, args.label)
+            table = comparison_table(args.runs, args.label, args.first)
             print(to_markdown(comparison_cells(table)))
             if args.out:
                 write_comparison(args.out, table)

@@ -147,42 +147,51 @@ AVERAGE = "average"
 
 
 def comparison_table(
-    runs: Sequence[dict[str, Any] | str | Path], labels: Sequence[str] | None = None
+    runs: Sequence[dict[str, Any] | str | Path],
+    labels: Sequence[str] | None = None,
+    first: int | None = None,
 ) -> pd.DataFrame:
     """One row per (setting, task), tasks in first-seen order, then each setting's "average":
     episodes, successes, success_rate (0..1) and its 95 % Wilson interval (ci_low, ci_high). A
-    setting is a run, labelled by `labels` (one per run) or else by its own label (run_name, or
-    the policy's name). The average pools the setting's episodes over the tasks it ran, which is
-    the mean of the task rates when every task has as many episodes."""
+    setting is labelled by `labels` (one per run) or else by the run's own label (run_name, or the
+    policy's name); runs with one label are one setting (e.g. one run per task), as long as they
+    share no (task, seed). `first` keeps each setting's first episodes of every task by seed, so
+    settings evaluated on more seeds are compared on the same ones. The average pools the
+    setting's episodes over the tasks it ran, which is the mean of the task rates when every task
+    has as many episodes."""
     loaded = [r if isinstance(r, dict) else load_results(r) for r in runs]
     if not loaded:
         raise ResultsError("comparison: expected at least one run, found none")
     if labels is not None and len(labels) != len(loaded):
         raise ResultsError(f"comparison: expected one label per run ({len(loaded)}), found {len(labels)}")
+    if first is not None and first < 1:
+        raise ResultsError(f"comparison: first must be >= 1 episode, found {first}")
     names = list(labels) if labels is not None else [_label(r["labels"].get("run")) for r in loaded]
-    seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if not name:
             raise ResultsError(f"comparison: run {i + 1} has an empty label; give one with --label")
-        if name in seen:
-            raise ResultsError(
-                f"comparison: runs {seen[name] + 1} and {i + 1} are both labelled {name!r}; "
-                "give each run its own label (--label)"
-            )
-        seen[name] = i
     eps = pd.concat(
         [
-            pd.DataFrame(r["episodes"], columns=EPISODE_COLUMNS).assign(setting=n)
-            for r, n in zip(loaded, names, strict=True)
+            pd.DataFrame(r["episodes"], columns=EPISODE_COLUMNS).assign(setting=n, run=i + 1)
+            for i, (r, n) in enumerate(zip(loaded, names, strict=True))
         ],
         ignore_index=True,
     )
     if eps.empty:
         raise ResultsError("comparison: the runs hold no episodes")
+    twice = eps[eps.duplicated(["setting", "task", "seed"], keep=False)]
+    if not twice.empty:
+        a, b = twice.iloc[0], twice[twice["run"] != twice.iloc[0]["run"]].iloc[0]
+        raise ResultsError(
+            f"comparison: runs {a['run']} and {b['run']} are both labelled {a['setting']!r} and both hold "
+            f"{a['task']} seed {a['seed']}; give each run its own label (--label)"
+        )
+    if first is not None:
+        eps = eps.sort_values("seed", kind="stable").groupby(["setting", "task"], sort=False).head(first)
     eps["success"] = eps["success"].astype(bool)
-    tasks = list(dict.fromkeys(eps["task"]))
+    tasks = list(dict.fromkeys(eps.sort_index()["task"]))
     rows = []
-    for name in names:
+    for name in dict.fromkeys(names):
         mine = eps[eps["setting"] == name]
         groups = [(t, mine[mine["task"] == t]) for t in tasks] + [(AVERAGE, mine)]
         for task, g in groups:
