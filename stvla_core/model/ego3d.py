@@ -17,11 +17,14 @@ from torch import nn
 EGO3D_CENTER = (0.0, 0.0, 2.0)
 
 
-def patch_pixel_centres(image_size: int, patch_size: int, reso: int) -> torch.Tensor:
+def patch_pixel_centres(
+    image_size: int, patch_size: int, reso: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(3, (image_size // step)**2) homogeneous pixel centres (u, v, 1) of the sub-patches, row-major,
-    with step = patch_size // reso (7 px for SigLIP's 14 px patches and reso 2)."""
+    with step = patch_size // reso (7 px for SigLIP's 14 px patches and reso 2). Made on `device`
+    directly: no host-to-device copy, so a CUDA graph can capture it."""
     step = patch_size // reso
-    coords = torch.arange(0, image_size, step, dtype=torch.float32) + step / 2
+    coords = torch.arange(0, image_size, step, dtype=torch.float32, device=device) + step / 2
     v, u = torch.meshgrid(coords, coords, indexing="ij")
     return torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
 
@@ -65,8 +68,10 @@ def backproject_patches(
         raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
     hp = side // patch_size
     sub = pool_depth(depth, side, patch_size, reso).reshape(b, 1, -1)
-    uv1 = patch_pixel_centres(side, patch_size, reso).to(depth.device, grid_dtype).float()
-    rays = torch.linalg.inv(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
+    uv1 = patch_pixel_centres(side, patch_size, reso, depth.device).to(grid_dtype).float()
+    # inv_ex: the inverse without the singularity check, which would wait for the GPU (intrinsics
+    # are checked on the host by the processor)
+    rays = torch.linalg.inv_ex(intrinsics.float())[0] @ uv1  # (B, 3, n) camera rays with z = 1
     points = rays * sub  # (B, 3, n)
     points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)
     return points.reshape(b, hp * hp, 3 * reso * reso)
