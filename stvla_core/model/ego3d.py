@@ -29,6 +29,19 @@ def patch_pixel_centres(
     return torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
 
 
+def inverse_3x3(m: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) -> inverses, as the adjugate over the determinant: plain element-wise kernels.
+    torch.linalg.inv checks for singular matrices (a host sync) and may hand small matrices to
+    MAGMA's hybrid CPU-GPU code, neither of which a CUDA graph can hold. Intrinsics are checked
+    (fx, fy > 0, last row 0 0 1) on the host by the processor."""
+    r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
+    cols = torch.stack(
+        [torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)], -1
+    )
+    det = (r0 * cols[..., 0]).sum(-1)
+    return cols / det[:, None, None]
+
+
 def pool_depth(depth: torch.Tensor, image_size: int, patch_size: int, reso: int) -> torch.Tensor:
     """(B, 1, S, S) metres -> (B, 1, g, g) with g = (S / patch_size) * reso: the mean depth of each
     sub-patch, which is all of the depth map the Ego3D encoding uses. A map already at (g, g) is
@@ -69,9 +82,7 @@ def backproject_patches(
     hp = side // patch_size
     sub = pool_depth(depth, side, patch_size, reso).reshape(b, 1, -1)
     uv1 = patch_pixel_centres(side, patch_size, reso, depth.device).to(grid_dtype).float()
-    # inv_ex: the inverse without the singularity check, which would wait for the GPU (intrinsics
-    # are checked on the host by the processor)
-    rays = torch.linalg.inv_ex(intrinsics.float())[0] @ uv1  # (B, 3, n) camera rays with z = 1
+    rays = inverse_3x3(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
     points = rays * sub  # (B, 3, n)
     points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)
     return points.reshape(b, hp * hp, 3 * reso * reso)

@@ -204,6 +204,10 @@ class StaticKVCache:
     def seek(self, start: int) -> None:
         self.start = start
 
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Slots written before the current update (transformers < 5.2x derives positions from it)."""
+        return self.start
+
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
