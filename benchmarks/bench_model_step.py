@@ -45,6 +45,8 @@ from stvla_core.model import (  # noqa: E402
     tiny_model,
 )
 from stvla_core.model.fast_generation import FastGenerator, GraphedCall  # noqa: E402
+from stvla_core.model.processing_spatialvla import SpatialVLAProcessor  # noqa: E402
+from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
 
@@ -81,11 +83,18 @@ def _episodes() -> list[Episode]:
     return [load_episode(f) for f in files]
 
 
-def _build(size: str, device: torch.device) -> SpatialVLAForConditionalGeneration:
-    if size == "tiny":
-        return tiny_model(0, device)
+def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    return SpatialVLAForConditionalGeneration.build(spatialvla_4b(), device, dtype, seed=0)
+    if size == "tiny":
+        model = tiny_model(0, device)
+    elif size == "small":
+        if not stvla_s_available():
+            raise SystemExit(f"error: --size small needs the shipped ST-VLA-S in {STVLA_S_DIR}")
+        model = SpatialVLAForConditionalGeneration.from_pretrained(STVLA_S_DIR, device, dtype)
+        return model, processor_for(model, STVLA_S_DIR)
+    else:
+        model = SpatialVLAForConditionalGeneration.build(spatialvla_4b(), device, dtype, seed=0)
+    return model, processor_for(model)
 
 
 class Bench:
@@ -93,10 +102,9 @@ class Bench:
         self.args = args
         self.device = torch.device(args.device)
         t = time.perf_counter()
-        self.model = _build(args.size, self.device)
+        self.model, self.processor = _build(args.size, self.device)
         _sync(self.device)
         self.build_s = time.perf_counter() - t
-        self.processor = processor_for(self.model)
         self.episodes = _episodes()
         self.k = 3 * self.processor.action_chunk_size
         self.ranges = self.processor.action_tokenizer.ranges()
@@ -251,6 +259,7 @@ class Bench:
             device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             params=sum(p.numel() for p in m.parameters()),
             dtype=str(m.dtype).removeprefix("torch."),
+            weights="ST-VLA-S" if self.args.size == "small" else "random",
             build_s=round(self.build_s, 1),
             prompt_tokens=int(
                 self.processor(self.episodes[0].frames[0], self.episodes[0].instruction).input_ids.shape[1]
@@ -270,7 +279,12 @@ class Bench:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    ap.add_argument(
+        "--size",
+        choices=("tiny", "small", "full"),
+        default="tiny",
+        help="small: the shipped ST-VLA-S (weights)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measure")
     ap.add_argument("--warmup", type=int, default=2)

@@ -30,7 +30,7 @@ def markdown(result: dict) -> str:
     params = result.get("params", 0) / 1e9
     lines = [
         f"{result.get('device', '?')}, ST-VLA {result.get('size', '?')} ({params:.2f} B parameters, "
-        f"{result.get('dtype', '?')}, random weights), prompt {result.get('prompt_tokens', '?')} + "
+        f"{result.get('dtype', '?')}, {result.get('weights', 'random')} weights), prompt {result.get('prompt_tokens', '?')} + "
         f"{result.get('action_tokens', '?')} action tokens, tracker `{result.get('tracker', '?')}` "
         f"{json.dumps(result.get('tracker_options', {}))}, b = {result.get('buffer', '?')}, Variant C, "
         f"{result.get('steps', '?')} steps, CUDA graphs: {'yes' if result.get('graphs') else 'no'}; "
