@@ -3,7 +3,7 @@ with the action tokens of both compared on every step.
 
 python benchmarks/bench_model_step.py --quick                                   # CPU, tiny model, seconds
 python benchmarks/bench_model_step.py --size full --device cuda --json out.json  # 4B random weights, bf16
-    [--tracker cotracker3 --tracker-options '{"model_resolution": [224, 224], "amp": "bf16"}'] [--batch 16]
+    [--tracker cotracker3 --tracker-options '{"model_resolution": [224, 224], "amp": "bf16", "grid": 30}'] [--batch 16]
 
 Reference: the model as written (one kernel launch after another from Python, a fresh dynamic KV
 cache per query). Fast (`PolicyConfig(fast=True)`): the same computation over a static KV cache,
@@ -289,7 +289,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measure")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--buffer", type=int, default=30, help="b, frames in the trace buffer")
-    ap.add_argument("--tracker", default="lk", help="lk (CPU), cotracker3, cotracker3_chained, oracle")
+    ap.add_argument(
+        "--tracker",
+        help="lk (CPU), cotracker3, cotracker3_chained, oracle; default cotracker3 on a GPU, lk on the CPU",
+    )
     ap.add_argument(
         "--tracker-options", default="", help='JSON, e.g. \'{"device": "cuda", "pretrained": false}\''
     )
@@ -304,6 +307,8 @@ def main() -> None:
         args.batch, args.batch_steps, args.buffer = 2, 2, 8
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no GPU")
+    if args.tracker is None:
+        args.tracker = "cotracker3" if args.device.startswith("cuda") else "lk"
     if args.tracker.startswith("cotracker3") and not args.tracker_options:
         # random weights (timings only) on the model's device at the input's resolution, bf16 there
         dev = torch.device(args.device)
