@@ -3,7 +3,7 @@ with the action tokens of both compared on every step.
 
 python benchmarks/bench_model_step.py --quick                                   # CPU, tiny model, seconds
 python benchmarks/bench_model_step.py --size full --device cuda --json out.json  # 4B random weights, bf16
-    [--tracker cotracker3 --tracker-options '{"model_resolution": [224, 224], "amp": "bf16", "grid": 30}'] [--batch 16]
+    [--tracker cotracker3 --tracker-options '{"model_resolution": [224, 224], "amp": "bf16", "graphs": true}'] [--batch 16]
 
 Reference: the model as written (one kernel launch after another from Python, a fresh dynamic KV
 cache per query). Fast (`PolicyConfig(fast=True)`): the same computation over a static KV cache,
@@ -37,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stvla_core.cuda_graphs import GraphedCall  # noqa: E402
 from stvla_core.episodes import Episode, load_episode  # noqa: E402
 from stvla_core.model import (  # noqa: E402
     SpatialVLAForConditionalGeneration,
@@ -44,7 +45,7 @@ from stvla_core.model import (  # noqa: E402
     spatialvla_4b,
     tiny_model,
 )
-from stvla_core.model.fast_generation import FastGenerator, GraphedCall  # noqa: E402
+from stvla_core.model.fast_generation import FastGenerator  # noqa: E402
 from stvla_core.model.processing_spatialvla import SpatialVLAProcessor  # noqa: E402
 from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
@@ -310,11 +311,12 @@ def main() -> None:
     if args.tracker is None:
         args.tracker = "cotracker3" if args.device.startswith("cuda") else "lk"
     if args.tracker.startswith("cotracker3") and not args.tracker_options:
-        # random weights (timings only) on the model's device at the input's resolution, bf16 there
+        # random weights (timings only) on the model's device at the input's resolution; on a GPU
+        # in bf16 with the tracking replayed from CUDA graphs
         dev = torch.device(args.device)
         opts = {"pretrained": False, "device": str(dev), "model_resolution": [224, 224]}
         if dev.type == "cuda":
-            opts["amp"] = "bf16"
+            opts.update(amp="bf16", graphs=True)
         args.tracker_options = json.dumps(opts)
 
     result = Bench(args).run()

@@ -14,11 +14,9 @@ both paths run the eager attention of the official model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
+from stvla_core.cuda_graphs import GraphedCall, Outputs
 from stvla_core.model.modeling_spatialvla import (
     Generation,
     SpatialVLAForConditionalGeneration,
@@ -26,56 +24,6 @@ from stvla_core.model.modeling_spatialvla import (
     VisualEmbedding,
     _valid,
 )
-
-Outputs = tuple[torch.Tensor | None, ...]
-
-
-@dataclass
-class _Captured:
-    graph: torch.cuda.CUDAGraph
-    inputs: tuple[torch.Tensor, ...]
-    outputs: Outputs
-
-
-class GraphedCall:
-    """`fn(*tensors) -> tuple of tensors (or None)`, captured as a CUDA graph on the first call
-    with each new input signature (shapes, dtypes, device) and replayed after copying the inputs
-    into the graph's own buffers. Inputs on the CPU, or `enabled=False`, call `fn` directly.
-
-    `fn` must not sync with the host (no .item(), no data-dependent shapes) and must allocate its
-    state inside (a static cache made in `fn` lives in the graph's memory pool)."""
-
-    def __init__(self, fn: Callable[..., Outputs], enabled: bool = True, warmup: int = 2) -> None:
-        self.fn = fn
-        self.enabled = enabled
-        self.warmup = warmup
-        self.graphs: dict[tuple, _Captured] = {}
-
-    def _capture(self, args: tuple[torch.Tensor, ...]) -> _Captured:
-        inputs = tuple(a.clone() for a in args)
-        side = torch.cuda.Stream(args[0].device)
-        side.wait_stream(torch.cuda.current_stream(args[0].device))
-        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-            for _ in range(self.warmup):
-                self.fn(*inputs)
-        torch.cuda.current_stream(args[0].device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = self.fn(*inputs)
-        return _Captured(graph, inputs, outputs)
-
-    def __call__(self, *args: torch.Tensor) -> Outputs:
-        if not self.enabled or args[0].device.type != "cuda":
-            return self.fn(*args)
-        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(args)
-        entry = self.graphs[key]
-        for buf, a in zip(entry.inputs, args, strict=True):
-            buf.copy_(a, non_blocking=True)
-        entry.graph.replay()
-        # the next replay overwrites the graph's outputs: hand out copies
-        return tuple(None if o is None else o.clone() for o in entry.outputs)
 
 
 class FastGenerator:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stvla_core.cuda_graphs import GraphedCall
 from stvla_core.tracking.base import TrackerUnavailableError
 from stvla_core.tracking.cotracker3.network import (
     CoTrackerThreeBase,
@@ -125,6 +126,7 @@ class PredictorConfig:
     device: str = "cpu"
     seed: int = 0  # random weights when pretrained=False
     amp: str = "none"  # "bf16" / "fp16": autocast the network (GPU speed); answers stay float32
+    graphs: bool = False  # on a GPU, replay the tracking of cached feature maps from CUDA graphs
 
 
 class CoTracker3Predictor:
@@ -151,6 +153,12 @@ class CoTracker3Predictor:
             SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
         )
         self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
+        # one graph per (window length, points); lengths met once while the buffer fills stay eager
+        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=3)
+
+    def _run_track(self, fmaps: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with self._autocast():
+            return self.model.track(fmaps, queries, self.config.iters)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = AMP_DTYPES[self.config.amp]
@@ -215,10 +223,10 @@ class CoTracker3Predictor:
         qt = torch.from_numpy(q3)[None].to(cfg.device)
         if fmaps is None and frames is None:
             raise ValueError("cotracker3 track: give fmaps (native backend) or frames")
-        with self._autocast():
-            if fmaps is not None and self.native:
-                xy, vis, conf = self.model.track(fmaps[None], qt, cfg.iters)
-            else:
+        if fmaps is not None and self.native:
+            xy, vis, conf = self._track_fmaps(fmaps[None], qt)
+        else:
+            with self._autocast():
                 xy, vis, conf, *_ = self.model(self.resize(frames), qt, iters=cfg.iters)
         if cfg.online:
             vis = vis * conf
