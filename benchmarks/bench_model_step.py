@@ -15,8 +15,8 @@ Stages of one query on the newest frame of a bundled episode (traced depth): vis
 Ego3D + projector), prefill (the prompt through Gemma2 and the first token, measured as vision +
 prefill minus vision), decode (the other 11 tokens, the query minus vision + prefill), query (all
 of it); depth (the model's own ZoeDepth, per new frame, run outside the graph on both paths);
-then the closed loop, `Policy.step` with the tracker on a b-frame buffer and Variant C: trace
-(tracking + traced depth), model, total. Then `BatchedPolicy` with B environments (bundled
+then the closed loop, `Policy.step` with the tracker on a full b-frame buffer (filled through
+the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total. Then `BatchedPolicy` with B environments (bundled
 episodes, unequal prompts) in one forward: policy steps per second. p50 / p95 over --steps steps
 after --warmup; CUDA peak memory per path. Results go to --json (benchmarks/bench_table.py turns
 that into the README table); the run fails if any fast token differs from the reference one."""
@@ -82,6 +82,14 @@ def _episodes() -> list[Episode]:
     if not files:
         raise SystemExit(f"error: no bundled episodes (*.npz) in {EPISODES}")
     return [load_episode(f) for f in files]
+
+
+def _fill(policy: Policy, ep: Episode, start: int, buffer: int) -> None:
+    """Push the b - 1 frames before the first timed one through the policy's trace pipeline (not
+    the model), so every timed step tracks a full window of b frames."""
+    if policy.pipeline is not None:
+        for t in range(start, start + buffer - 1):
+            policy.pipeline.push(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
 
 
 def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
@@ -191,10 +199,11 @@ class Bench:
         policies = {p: Policy(self.model, self.processor, self._config(p == "fast")) for p in PATHS}
         for pol in policies.values():
             pol.reset(ep.instruction, ep.intrinsics)
+            _fill(pol, ep, 0, a.buffer)
         times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
         mismatched = 0
         for i in range(a.warmup + a.steps):
-            t = i % ep.num_frames
+            t = (a.buffer - 1 + i) % ep.num_frames
             tokens = {}
             for p, pol in policies.items():
                 pol.step(ep.frames[t], ep.depth[t])
@@ -221,11 +230,14 @@ class Bench:
         runs = {p: BatchedPolicy(self.model, self.processor, b, self._config(p == "fast")) for p in PATHS}
         for bp in runs.values():
             bp.reset(texts, [e.intrinsics for e in eps])
+            for j, (pol, e) in enumerate(zip(bp.policies, eps, strict=True)):
+                _fill(pol, e, j, a.buffer)
         times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
         mismatched = 0
         for i in range(a.warmup + a.batch_steps):
-            frames = [e.frames[(i + j) % e.num_frames] for j, e in enumerate(eps)]
-            depths = [e.depth[(i + j) % e.num_frames] for j, e in enumerate(eps)]
+            at = [(j + a.buffer - 1 + i) % e.num_frames for j, e in enumerate(eps)]
+            frames = [e.frames[t] for t, e in zip(at, eps, strict=True)]
+            depths = [e.depth[t] for t, e in zip(at, eps, strict=True)]
             tokens = {}
             for p, bp in runs.items():
                 self._peak_reset()
