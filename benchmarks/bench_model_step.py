@@ -1,14 +1,25 @@
-"""Cost of one ST-VLA policy step, the naive reference for later speed work: the model as written
-(eager attention, a fresh KV cache per step, ZoeDepth at 384 px when no depth is given, greedy
-decoding of 3 x 4 action tokens one at a time).
+"""One ST-VLA policy step, the reference path against the fast path in the same run, per stage,
+with the action tokens of both compared on every step.
 
-python benchmarks/bench_model_step.py --size tiny            # CPU, the tiny model
-python benchmarks/bench_model_step.py --size full --device cuda   # 4B random weights, bf16 on the GPU
+python benchmarks/bench_model_step.py --quick                                   # CPU, tiny model, seconds
+python benchmarks/bench_model_step.py --size full --device cuda --json out.json  # 4B random weights, bf16
+    [--tracker cotracker3 --tracker-options '{"model_resolution": [224, 224], "amp": "bf16", "graphs": true}'] [--batch 16]
 
-Rows: the vision side alone (SigLIP + Ego3D, with the model's ZoeDepth or a given traced depth),
-prefill + 1 token, the full 12-token generation, and the closed-loop Policy.step (trace pipeline
-on the CPU + model) over a synthetic 224x224 episode. Times are medians over --steps runs after
-one warm-up; memory is the CUDA peak."""
+Reference: the model as written (one kernel launch after another from Python, a fresh dynamic KV
+cache per query). Fast (`PolicyConfig(fast=True)`): the same computation over a static KV cache,
+captured once per input shape as one CUDA graph (vision, prefill and the 12 action tokens) and
+replayed; on the CPU it runs eagerly. The full-size model is built on the device in bf16 (no fp32
+copy on the CPU), with random weights: timings do not depend on the weights.
+
+Stages of one query on the newest frame of a bundled episode (traced depth): vision (SigLIP +
+Ego3D + projector), prefill (the prompt through Gemma2 and the first token, measured as vision +
+prefill minus vision), decode (the other 11 tokens, the query minus vision + prefill), query (all
+of it); depth (the model's own ZoeDepth, per new frame, run outside the graph on both paths);
+then the closed loop, `Policy.step` with the tracker on a full b-frame buffer (filled through
+the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total. Then `BatchedPolicy` with B environments (bundled
+episodes, unequal prompts) in one forward: policy steps per second. p50 / p95 over --steps steps
+after --warmup; CUDA peak memory per path. Results go to --json (benchmarks/bench_table.py turns
+that into the README table); the run fails if any fast token differs from the reference one."""
 
 from __future__ import annotations
 
@@ -16,16 +27,32 @@ import argparse
 import json
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from stvla_core.model import SpatialVLAForConditionalGeneration, processor_for, spatialvla_4b, tiny_model  # noqa: E402
-from stvla_core.policy import Policy, PolicyConfig  # noqa: E402
+from stvla_core.cuda_graphs import GraphedCall  # noqa: E402
+from stvla_core.episodes import Episode, load_episode  # noqa: E402
+from stvla_core.model import (  # noqa: E402
+    SpatialVLAForConditionalGeneration,
+    processor_for,
+    spatialvla_4b,
+    tiny_model,
+)
+from stvla_core.model.fast_generation import FastGenerator  # noqa: E402
+from stvla_core.model.processing_spatialvla import SpatialVLAProcessor  # noqa: E402
+from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
+from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
+
+EPISODES = ROOT / "assets" / "episodes"
+PATHS = ("reference", "fast")
 
 
 def _sync(device: torch.device) -> None:
@@ -33,126 +60,294 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn, device: torch.device, steps: int) -> tuple[float, float]:
-    """(first call ms, median ms of the next `steps` calls)."""
+def _stats(ms: list[float]) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
+
+
+def _timed(fn: Callable[[], object], device: torch.device, warmup: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
     _sync(device)
-    t = time.perf_counter()
-    fn()
-    _sync(device)
-    first = (time.perf_counter() - t) * 1e3
-    times = []
+    out = []
     for _ in range(steps):
         t = time.perf_counter()
         fn()
         _sync(device)
-        times.append((time.perf_counter() - t) * 1e3)
-    return first, float(np.median(times))
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
 
 
-def _episode():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import translating_episode
+def _episodes() -> list[Episode]:
+    files = sorted(EPISODES.glob("*.npz"))
+    if not files:
+        raise SystemExit(f"error: no bundled episodes (*.npz) in {EPISODES}")
+    return [load_episode(f) for f in files]
 
-    return translating_episode(t=12, h=224, w=224, dx=1.0, dy=0.5)
+
+def _fill(policy: Policy, ep: Episode, start: int, buffer: int) -> None:
+    """Push the b - 1 frames before the first timed one through the policy's trace pipeline (not
+    the model), so every timed step tracks a full window of b frames."""
+    if policy.pipeline is not None:
+        for t in range(start, start + buffer - 1):
+            policy.pipeline.push(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
+
+
+def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if size == "tiny":
+        model = tiny_model(0, device)
+    elif size == "small":
+        if not stvla_s_available():
+            raise SystemExit(f"error: --size small needs the shipped ST-VLA-S in {STVLA_S_DIR}")
+        model = SpatialVLAForConditionalGeneration.from_pretrained(STVLA_S_DIR, device, dtype)
+        return model, processor_for(model, STVLA_S_DIR)
+    else:
+        model = SpatialVLAForConditionalGeneration.build(spatialvla_4b(), device, dtype, seed=0)
+    return model, processor_for(model)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device(args.device)
+        t = time.perf_counter()
+        self.model, self.processor = _build(args.size, self.device)
+        _sync(self.device)
+        self.build_s = time.perf_counter() - t
+        self.episodes = _episodes()
+        self.k = 3 * self.processor.action_chunk_size
+        self.ranges = self.processor.action_tokenizer.ranges()
+        self.result: dict = {"stages": {p: {} for p in PATHS}, "errors": [], "cuda_peak_gib": {}}
+
+    def _peak_reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _peak(self, name: str) -> None:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+            self.result["cuda_peak_gib"][name] = round(
+                max(peak, self.result["cuda_peak_gib"].get(name, 0)), 2
+            )
+
+    def _record(self, path: str, stage: str, ms: list[float]) -> None:
+        self.result["stages"][path][stage] = _stats(ms)
+
+    def _derive(self, path: str, stage: str, total: str, part: str) -> None:
+        s = self.result["stages"][path]
+        if total in s and part in s:
+            s[stage] = {q: round(s[total][q] - s[part][q], 2) for q in ("p50", "p95")} | {"derived": True}
+
+    # -- one query ---------------------------------------------------------------------------
+    def query_stages(self) -> None:
+        a, ep = self.args, self.episodes[0]
+        t = ep.num_frames - 1
+        inp = self.processor(ep.frames[t], ep.instruction, ep.depth[t], ep.intrinsics).to(self.device)
+        plain = self.processor(ep.frames[t], ep.instruction, None, ep.intrinsics).to(self.device)
+        m = self.model
+        args = (inp.input_ids, inp.pixel_values, inp.intrinsics, inp.depth)
+        with torch.no_grad():
+            self._peak_reset()
+            ref = {
+                "vision": lambda: m.visual_embedding(inp.pixel_values, inp.intrinsics, inp.depth),
+                "vision+prefill": lambda: m.generate(*args, num_tokens=1, allowed=self.ranges),
+                "query": lambda: m.generate(*args, num_tokens=self.k, allowed=self.ranges),
+                "depth (ZoeDepth)": lambda: m.estimate_depth(plain.pixel_values),
+            }
+            for stage, fn in ref.items():
+                self._record("reference", stage, _timed(fn, self.device, a.warmup, a.steps))
+            self._peak("reference")
+
+            def vision_only(pv, k, d):
+                v = m.visual_embedding(pv, k, d)
+                return (v.features,)
+
+            graphs = not a.no_graphs
+            vision_graph = GraphedCall(vision_only, graphs)
+            first = FastGenerator(m, 1, self.ranges, graphs=graphs)
+            full = FastGenerator(m, self.k, self.ranges, graphs=graphs)
+            self._peak_reset()
+            fast = {
+                "vision": lambda: vision_graph(inp.pixel_values, inp.intrinsics, inp.depth),
+                "vision+prefill": lambda: first(*args),
+                "query": lambda: full(*args),
+                "depth (ZoeDepth)": lambda: m.estimate_depth(plain.pixel_values),
+            }
+            for stage, fn in fast.items():
+                self._record("fast", stage, _timed(fn, self.device, a.warmup, a.steps))
+            self._peak("fast")
+            same = torch.equal(
+                m.generate(*args, num_tokens=self.k, allowed=self.ranges).token_ids,
+                full(*args).token_ids,
+            )
+            self.result["query_tokens_equal"] = bool(same)
+        for p in PATHS:
+            self._derive(p, "prefill", "vision+prefill", "vision")
+            self._derive(p, "decode", "query", "vision+prefill")
+
+    # -- closed loop -------------------------------------------------------------------------
+    def _config(self, fast: bool) -> PolicyConfig:
+        a = self.args
+        opts = json.loads(a.tracker_options) if a.tracker_options else {}
+        trace = TraceConfig(
+            buffer=a.buffer, tracker=a.tracker, depth="episode", variant="C", tracker_options=opts
+        )
+        return PolicyConfig(trace=trace, fast=fast)
+
+    def closed_loop(self) -> None:
+        a, ep = self.args, self.episodes[0]
+        policies = {p: Policy(self.model, self.processor, self._config(p == "fast")) for p in PATHS}
+        for pol in policies.values():
+            pol.reset(ep.instruction, ep.intrinsics)
+            _fill(pol, ep, 0, a.buffer)
+        times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
+        mismatched = 0
+        for i in range(a.warmup + a.steps):
+            t = (a.buffer - 1 + i) % ep.num_frames
+            tokens = {}
+            for p, pol in policies.items():
+                pol.step(ep.frames[t], ep.depth[t])
+                tokens[p] = pol.last.token_ids
+                if i >= a.warmup:
+                    for key, ms in pol.timings.items():
+                        times[p][key].append(ms)
+            mismatched += int(not np.array_equal(tokens["reference"], tokens["fast"]))
+        for p in PATHS:
+            for key, ms in times[p].items():
+                self._record(p, f"Policy.step: {key}", ms)
+        self.result["closed_loop_steps"] = a.warmup + a.steps
+        self.result["closed_loop_mismatched_steps"] = mismatched
+
+    # -- batched -----------------------------------------------------------------------------
+    def batched(self) -> None:
+        a, b = self.args, self.args.batch
+        eps = [self.episodes[i % len(self.episodes)] for i in range(b)]
+        texts = [
+            f"{e.instruction} (robot {i})" if i >= len(self.episodes) else e.instruction
+            for i, e in enumerate(eps)
+        ]
+        out: dict = {"batch": b}
+        runs = {p: BatchedPolicy(self.model, self.processor, b, self._config(p == "fast")) for p in PATHS}
+        for bp in runs.values():
+            bp.reset(texts, [e.intrinsics for e in eps])
+            for j, (pol, e) in enumerate(zip(bp.policies, eps, strict=True)):
+                _fill(pol, e, j, a.buffer)
+        times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
+        mismatched = 0
+        for i in range(a.warmup + a.batch_steps):
+            at = [(j + a.buffer - 1 + i) % e.num_frames for j, e in enumerate(eps)]
+            frames = [e.frames[t] for t, e in zip(at, eps, strict=True)]
+            depths = [e.depth[t] for t, e in zip(at, eps, strict=True)]
+            tokens = {}
+            for p, bp in runs.items():
+                self._peak_reset()
+                bp.step(frames, depths)
+                self._peak(f"batched {p}")
+                tokens[p] = np.stack([pol.last.token_ids for pol in bp.policies])
+                if i >= a.warmup:
+                    for key, ms in bp.timings.items():
+                        times[p][key].append(ms)
+            mismatched += int(not np.array_equal(tokens["reference"], tokens["fast"]))
+        for p in PATHS:
+            out[p] = {key: _stats(ms) for key, ms in times[p].items()}
+            out[p]["model_steps_per_s"] = round(b * 1e3 / out[p]["model"]["p50"], 1)
+            out[p]["steps_per_s"] = round(b * 1e3 / out[p]["total"]["p50"], 1)
+        out["mismatched_steps"] = mismatched
+        out["steps"] = a.warmup + a.batch_steps
+        self.result["batched"] = out
+
+    def run(self) -> dict:
+        sections = [("query", self.query_stages), ("closed loop", self.closed_loop)]
+        if self.args.batch:
+            sections.append(("batched", self.batched))
+        for name, fn in sections:
+            try:
+                fn()
+            except Exception as e:  # record and go on: one GPU run should report all it can
+                traceback.print_exc()
+                self.result["errors"].append(f"{name}: {type(e).__name__}: {e}")
+        m = self.model
+        self.result.update(
+            size=self.args.size,
+            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            params=sum(p.numel() for p in m.parameters()),
+            dtype=str(m.dtype).removeprefix("torch."),
+            weights="ST-VLA-S" if self.args.size == "small" else "random",
+            build_s=round(self.build_s, 1),
+            prompt_tokens=int(
+                self.processor(self.episodes[0].frames[0], self.episodes[0].instruction).input_ids.shape[1]
+            ),
+            action_tokens=self.k,
+            tracker=self.args.tracker,
+            tracker_options=json.loads(self.args.tracker_options or "{}"),
+            buffer=self.args.buffer,
+            steps=self.args.steps,
+            graphs=not self.args.no_graphs and self.device.type == "cuda",
+            torch=torch.__version__,
+            transformers=__import__("transformers").__version__,
+            command=" ".join(["python", "benchmarks/bench_model_step.py", *sys.argv[1:]]),
+        )
+        return self.result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    ap.add_argument(
+        "--size",
+        choices=("tiny", "small", "full"),
+        default="tiny",
+        help="small: the shipped ST-VLA-S (weights)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per measure")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--buffer", type=int, default=30, help="b, frames in the trace buffer")
+    ap.add_argument(
+        "--tracker",
+        help="lk (CPU), cotracker3, cotracker3_chained, oracle; default cotracker3 on a GPU, lk on the CPU",
+    )
+    ap.add_argument(
+        "--tracker-options", default="", help='JSON, e.g. \'{"device": "cuda", "pretrained": false}\''
+    )
+    ap.add_argument("--batch", type=int, default=16, help="environments for BatchedPolicy (0: skip)")
+    ap.add_argument("--batch-steps", type=int, default=8)
+    ap.add_argument("--no-graphs", action="store_true", help="fast path without CUDA graphs (debugging)")
+    ap.add_argument("--quick", action="store_true", help="tiny model on the CPU, 3 steps, batch 2, b = 8")
+    ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
-    device = torch.device(args.device)
+    if args.quick:
+        args.size, args.device, args.steps, args.warmup = "tiny", "cpu", 3, 1
+        args.batch, args.batch_steps, args.buffer = 2, 2, 8
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no GPU")
+    if args.tracker is None:
+        args.tracker = "cotracker3" if args.device.startswith("cuda") else "lk"
+    if args.tracker.startswith("cotracker3") and not args.tracker_options:
+        # random weights (timings only) on the model's device at the input's resolution; on a GPU
+        # in bf16 with the tracking replayed from CUDA graphs
+        dev = torch.device(args.device)
+        opts = {"pretrained": False, "device": str(dev), "model_resolution": [224, 224]}
+        if dev.type == "cuda":
+            opts.update(amp="bf16", graphs=True)
+        args.tracker_options = json.dumps(opts)
 
-    t = time.perf_counter()
-    if args.size == "tiny":
-        model = tiny_model(0, device)
-    else:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = SpatialVLAForConditionalGeneration.build(spatialvla_4b(), device, dtype, seed=0)
-    _sync(device)
-    build_s = time.perf_counter() - t
-    processor = processor_for(model)
-    n_params = sum(p.numel() for p in model.parameters())
-    weights_gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+    result = Bench(args).run()
+    from bench_table import markdown  # noqa: PLC0415 (a sibling script)
 
-    ep = _episode()
-    rgb, depth = ep.frames[-1], ep.depth[-1]
-    plain = processor(rgb, ep.instruction).to(device)
-    traced = processor(rgb, ep.instruction, depth=depth).to(device)
-    ranges = processor.action_tokenizer.ranges()
-    k = 3 * processor.action_chunk_size
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    rows = []
-
-    def add(name: str, fn) -> None:
-        first, med = _median_ms(fn, device, args.steps)
-        rows.append({"step": name, "first_ms": round(first, 1), "median_ms": round(med, 1)})
-
-    with torch.no_grad():
-        add(
-            "vision: SigLIP + ZoeDepth + Ego3D",
-            lambda: model.visual_embedding(plain.pixel_values, plain.intrinsics),
-        )
-        add(
-            "vision: SigLIP + traced depth + Ego3D",
-            lambda: model.visual_embedding(traced.pixel_values, traced.intrinsics, traced.depth),
-        )
-        for name, inp in (("ZoeDepth", plain), ("traced depth", traced)):
-            add(
-                f"generate 1 token ({name})",
-                lambda inp=inp: model.generate(
-                    inp.input_ids, inp.pixel_values, inp.intrinsics, inp.depth, 1, ranges
-                ),
-            )
-            add(
-                f"generate {k} tokens ({name})",
-                lambda inp=inp: model.generate(
-                    inp.input_ids, inp.pixel_values, inp.intrinsics, inp.depth, k, ranges
-                ),
-            )
-    policy = Policy(
-        model, processor, PolicyConfig(trace=TraceConfig(buffer=30, tracker="lk", depth="episode"))
-    )
-    policy.reset(ep.instruction)
-    frames = iter(range(10**6))
-
-    def closed_loop_step() -> None:
-        i = next(frames) % ep.num_frames
-        policy.step(ep.frames[i], ep.depth[i])
-
-    add("Policy.step (traces C + model + decode)", closed_loop_step)
-
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(
-        f"ST-VLA {args.size}: {n_params / 1e9:.3f} B params, {weights_gib:.2f} GiB weights "
-        f"({next(model.parameters()).dtype}), built in {build_s:.1f} s on {dev_name}"
-    )
-    print(f"prompt {plain.input_ids.shape[1]} tokens, {k} action tokens; CUDA peak {peak:.2f} GiB")
-    print(f"{'step':45s} {'first ms':>10s} {'median ms':>10s}")
-    for r in rows:
-        print(f"{r['step']:45s} {r['first_ms']:10.1f} {r['median_ms']:10.1f}")
+    print(markdown(result))
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "size": args.size,
-                    "device": dev_name,
-                    "params": n_params,
-                    "weights_gib": weights_gib,
-                    "build_s": build_s,
-                    "cuda_peak_gib": peak,
-                    "rows": rows,
-                    "torch": torch.__version__,
-                    "transformers": __import__("transformers").__version__,
-                },
-                indent=2,
-            )
-        )
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    bad = []
+    if result["errors"]:
+        bad.append(f"{len(result['errors'])} section(s) failed: {'; '.join(result['errors'])}")
+    if not result.get("query_tokens_equal", True):
+        bad.append("the fast query's tokens differ from the reference's")
+    if result.get("closed_loop_mismatched_steps"):
+        bad.append(f"fast tokens differ on {result['closed_loop_mismatched_steps']} closed-loop steps")
+    if result.get("batched", {}).get("mismatched_steps"):
+        bad.append(f"batched fast tokens differ on {result['batched']['mismatched_steps']} steps")
+    if bad:
+        raise SystemExit("error: " + " | ".join(bad))
 
 
 if __name__ == "__main__":

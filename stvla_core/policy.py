@@ -11,8 +11,10 @@ token ids, per-token probabilities, top alternatives and decoded grid cells."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,9 @@ import torch
 from stvla_core.depth.policy_depth import PolicyDepth
 from stvla_core.episodes import Episode
 from stvla_core.model.action_tokenizer import DecodedToken
-from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
-from stvla_core.model.processing_spatialvla import SpatialVLAProcessor, check_rgb
+from stvla_core.model.fast_generation import FastGenerator
+from stvla_core.model.modeling_spatialvla import Generation, SpatialVLAForConditionalGeneration
+from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProcessor, check_rgb
 from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME, stvla_s_available
 from stvla_core.model.tiny import processor_for, tiny_model
 from stvla_core.traces import VARIANTS, TraceConfig, TracedFrame, TracePipeline
@@ -43,6 +46,10 @@ class PolicyConfig:
     ensemble_temp: float = -0.8  # SimplerEnv's SpatialVLA setting
     constrain_tokens: bool = True  # argmax over the action tokens valid at each position
     top_k: int = 5
+    # the fast path (stvla_core/model/fast_generation.py): a static KV cache and, on a GPU, one
+    # CUDA graph per query; same tokens as the reference path (fast=False)
+    fast: bool = False
+    zoe_cache_frames: int = 64  # fast path, depth "model": ZoeDepth maps kept per frame
     trace: TraceConfig = field(default_factory=TraceConfig)
 
     def validate(self) -> None:
@@ -138,7 +145,10 @@ class Policy:
         self.instruction: str | None = None
         self.intrinsics: np.ndarray | None = None
         self.last: Prediction | None = None
+        self.timings: dict[str, float] = {}  # ms of the last step: "trace", "model", "total"
         self._t = 0
+        self._generator: FastGenerator | None = None
+        self._zoe: OrderedDict[bytes, torch.Tensor] = OrderedDict()
 
     @classmethod
     def tiny(cls, config: PolicyConfig | None = None, seed: int = 0) -> Policy:
@@ -185,19 +195,31 @@ class Policy:
     def step(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 frame (and its (H, W) float32 depth in metres, when the trace pipeline's
         depth source needs it) -> (7,) float32 action: dx, dy, dz, droll, dpitch, dyaw in dataset
-        units and the gripper in [0, 1] (> 0.5 open). `self.last` holds the full Prediction."""
+        units and the gripper in [0, 1] (> 0.5 open). `self.last` holds the full Prediction,
+        `self.timings` what its parts took."""
         if self.instruction is None:
             raise RuntimeError("call reset(instruction) before step()")
         check_rgb(rgb, "rgb")
+        start = time.perf_counter()
         frame = None
         if self.pipeline is not None:
             frame = self.pipeline.push(rgb, depth)
+        traced = time.perf_counter()
         pred = self._infer(rgb, frame, self.instruction, self.intrinsics, self.config.depth, self._t)
+        self._finish(pred)
+        end = time.perf_counter()
+        self.timings = {
+            "trace": (traced - start) * 1e3,
+            "model": (end - traced) * 1e3,
+            "total": (end - start) * 1e3,
+        }
+        return pred.action
+
+    def _finish(self, pred: Prediction) -> None:
         if self.config.action_ensemble:
             pred.action = self.ensembler(pred.chunk).astype(np.float32)
         self.last = pred
         self._t += 1
-        return pred.action
 
     # -- inspection -------------------------------------------------------------------------
     def predict(self, episode: Episode, t: int, depth: str | None = None) -> Prediction:
@@ -236,7 +258,54 @@ class Policy:
         variant = frame.variant if mode == "traced" else mode
         return frame.traced[variant], f"traced:{variant}"
 
+    def _inputs(
+        self,
+        rgb: np.ndarray,
+        frame: TracedFrame | None,
+        instruction: str,
+        intrinsics: np.ndarray | None,
+        mode: str,
+    ) -> tuple[ModelInputs, str]:
+        depth, source = self._depth_for(frame, mode)
+        inputs = self.processor(rgb, instruction, depth, intrinsics, self.config.unnorm_key)
+        if self.config.fast and inputs.depth is None and self.model.config.use_vision_zoe:
+            inputs.depth = self._zoe_depth(rgb, inputs.pixel_values)
+        return inputs, source
+
+    def _zoe_depth(self, rgb: np.ndarray, pixel_values: torch.Tensor) -> torch.Tensor:
+        """ZoeDepth of a frame, computed once per frame (the app steps back and forth)."""
+        key = hashlib.blake2b(rgb.tobytes(), digest_size=16).digest() + repr(rgb.shape).encode()
+        if key not in self._zoe:
+            self._zoe[key] = self.model.estimate_depth(pixel_values.to(self.model.device))
+            while len(self._zoe) > self.config.zoe_cache_frames:
+                self._zoe.popitem(last=False)
+        self._zoe.move_to_end(key)
+        return self._zoe[key]
+
     @torch.no_grad()
+    def generate(self, inputs: ModelInputs) -> Generation:
+        """The action tokens of a batch of inputs, by the fast or the reference path."""
+        c = self.config
+        k = 3 * self.processor.action_chunk_size
+        allowed = self.processor.action_tokenizer.ranges() if c.constrain_tokens else None
+        inputs = inputs.to(self.model.device)
+        if c.fast:
+            if self._generator is None:
+                self._generator = FastGenerator(self.model, k, allowed, c.top_k)
+            return self._generator(
+                inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth, inputs.attention_mask
+            )
+        return self.model.generate(
+            inputs.input_ids,
+            inputs.pixel_values,
+            inputs.intrinsics,
+            inputs.depth,
+            num_tokens=k,
+            allowed=allowed,
+            top_k=c.top_k,
+            attention_mask=inputs.attention_mask,
+        )
+
     def _infer(
         self,
         rgb: np.ndarray,
@@ -246,37 +315,115 @@ class Policy:
         mode: str,
         t: int,
     ) -> Prediction:
-        depth, source = self._depth_for(frame, mode)
-        c = self.config
-        inputs = self.processor(rgb, instruction, depth, intrinsics, c.unnorm_key).to(self.model.device)
-        k = self.processor.action_chunk_size
-        gen = self.model.generate(
-            inputs.input_ids,
-            inputs.pixel_values,
-            inputs.intrinsics,
-            inputs.depth,
-            num_tokens=3 * k,
-            allowed=self.processor.action_tokenizer.ranges() if c.constrain_tokens else None,
-            top_k=c.top_k,
-        )
-        ids = gen.token_ids[0].cpu().numpy()
-        decoded = self.processor.decode_actions(ids, c.unnorm_key)
+        inputs, source = self._inputs(rgb, frame, instruction, intrinsics, mode)
+        return self._prediction(self._host(self.generate(inputs)), 0, t, source, frame)
+
+    def _host(self, gen: Generation) -> dict[str, np.ndarray | None]:
+        """What Predictions need of a generation, copied to the host in one go (the Ego3D norms
+        reduced on the device first)."""
         seen, ego3d = gen.visual.depth, gen.visual.ego3d
         side = self.model.config.image_size // self.model.config.patch_size
+        return {
+            "ids": gen.token_ids.cpu().numpy().astype(np.int64),
+            "probs": gen.probs.float().cpu().numpy(),
+            "topk_ids": gen.topk_ids.cpu().numpy().astype(np.int64),
+            "topk_probs": gen.topk_probs.float().cpu().numpy(),
+            "depth": None if seen is None else seen[:, 0].float().cpu().numpy(),
+            "ego3d_norm": None
+            if ego3d is None
+            else ego3d.float().norm(dim=-1).reshape(-1, side, side).cpu().numpy(),
+        }
+
+    def _prediction(
+        self, host: dict[str, np.ndarray | None], row: int, t: int, source: str, frame: TracedFrame | None
+    ) -> Prediction:
+        """Row `row` of a generation (see `_host`) as the Prediction of step t."""
+        ids = host["ids"][row]
+        decoded = self.processor.decode_actions(ids, self.config.unnorm_key)
+        depth, norm = host["depth"], host["ego3d_norm"]
         return Prediction(
             index=t,
             action=decoded.actions[0].copy(),
             chunk=decoded.actions,
             normalized=decoded.normalized,
-            token_ids=ids.astype(np.int64),
-            token_probs=gen.probs[0].float().cpu().numpy(),
-            topk_ids=gen.topk_ids[0].cpu().numpy().astype(np.int64),
-            topk_probs=gen.topk_probs[0].float().cpu().numpy(),
+            token_ids=ids,
+            token_probs=host["probs"][row],
+            topk_ids=host["topk_ids"][row],
+            topk_probs=host["topk_probs"][row],
             tokens=decoded.tokens,
-            depth=None if seen is None else seen[0, 0].float().cpu().numpy(),
+            depth=None if depth is None else depth[row],
             depth_source=source,
-            ego3d_norm=None
-            if ego3d is None
-            else ego3d[0].float().norm(dim=-1).reshape(side, side).cpu().numpy(),
+            ego3d_norm=None if norm is None else norm[row],
             traced=frame,
         )
+
+
+class BatchedPolicy:
+    """B environments stepped together: each keeps its own frame buffer, traces and action
+    ensembling (one `Policy` each), and the model answers all B in one batched forward, prompts of
+    unequal length left-padded under an attention mask. Closed-loop evaluation throughput then
+    grows with B instead of paying one model call per environment."""
+
+    def __init__(
+        self,
+        model: SpatialVLAForConditionalGeneration,
+        processor: SpatialVLAProcessor,
+        batch: int,
+        config: PolicyConfig | None = None,
+    ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch: expected >= 1 environments, found {batch}")
+        self.policies = [Policy(model, processor, config) for _ in range(batch)]
+        self.model, self.processor = model, processor
+        self.timings: dict[str, float] = {}
+
+    @property
+    def batch(self) -> int:
+        return len(self.policies)
+
+    def reset(self, instructions: list[str], intrinsics: list[np.ndarray | None] | None = None) -> None:
+        """One instruction (and camera) per environment."""
+        if len(instructions) != self.batch:
+            raise ValueError(f"instructions: expected {self.batch}, found {len(instructions)}")
+        cams = intrinsics if intrinsics is not None else [None] * self.batch
+        if len(cams) != self.batch:
+            raise ValueError(f"intrinsics: expected {self.batch}, found {len(cams)}")
+        for policy, text, cam in zip(self.policies, instructions, cams, strict=True):
+            policy.reset(text, cam)
+
+    def step(self, frames: list[np.ndarray], depths: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """One (H, W, 3) uint8 frame (and depth) per environment -> (B, 7) float32 actions; each
+        policy's `last` holds its Prediction."""
+        if len(frames) != self.batch:
+            raise ValueError(f"frames: expected {self.batch}, found {len(frames)}")
+        depths = depths if depths is not None else [None] * self.batch
+        if len(depths) != self.batch:
+            raise ValueError(f"depths: expected {self.batch}, found {len(depths)}")
+        start = time.perf_counter()
+        items, sources, traced = [], [], []
+        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
+            if policy.instruction is None:
+                raise RuntimeError("call reset(instructions) before step()")
+            check_rgb(rgb, "rgb")
+            frame = policy.pipeline.push(rgb, depth) if policy.pipeline is not None else None
+            inputs, source = policy._inputs(
+                rgb, frame, policy.instruction, policy.intrinsics, policy.config.depth
+            )
+            items.append(inputs)
+            sources.append(source)
+            traced.append(frame)
+        mid = time.perf_counter()
+        batch = ModelInputs.stack(items, self.model.config.pad_token_id)
+        host = self.policies[0]._host(self.policies[0].generate(batch))
+        actions = []
+        for row, policy in enumerate(self.policies):
+            pred = policy._prediction(host, row, policy._t, sources[row], traced[row])
+            policy._finish(pred)
+            actions.append(pred.action)
+        end = time.perf_counter()
+        self.timings = {
+            "trace": (mid - start) * 1e3,
+            "model": (end - mid) * 1e3,
+            "total": (end - start) * 1e3,
+        }
+        return np.stack(actions)

@@ -267,3 +267,28 @@ def test_online_default_is_the_networks_answer_for_the_queries_alone_query_frame
     np.testing.assert_array_equal(pts_p[0], queries)
     assert vis_p[0].all()
     np.testing.assert_array_equal(pts_p[1:], pts[1:])
+
+
+def test_tracking_cached_features_never_syncs_with_the_host():
+    """What `graphs=True` captures (tracking a window of cached feature maps) must hold no host
+    sync; on the meta device every such read raises."""
+    with torch.device("meta"):
+        net = CoTrackerThreeOnline(stride=4, corr_radius=3, window_len=16, model_resolution=(224, 224))
+    xy, vis, conf = net.track(
+        torch.empty(1, 30, 128, 56, 56, device="meta"), torch.empty(1, 900, 3, device="meta"), 2
+    )
+    assert xy.shape == (1, 30, 900, 2) and vis.shape == conf.shape == (1, 30, 900)
+
+
+def test_amp_and_graph_options(episode):
+    with pytest.raises(
+        ValueError, match=r"cotracker3 amp: expected one of \['bf16', 'fp16', 'none'\], found 'fp8'"
+    ):
+        TRACKERS.create("cotracker3", **FAST, amp="fp8")
+    clip = clip_of(episode, 0, 6)
+    plain = TRACKERS.create("cotracker3", **FAST).track(clip)
+    graphed = TRACKERS.create("cotracker3", **FAST, graphs=True).track(clip)  # no GPU: runs directly
+    np.testing.assert_array_equal(graphed.points, plain.points)
+    half = TRACKERS.create("cotracker3", **FAST, amp="bf16").track(clip)
+    assert half.points.dtype == np.float32 and half.points.shape == plain.points.shape
+    assert np.abs(half.points - plain.points).max() < 2.0  # bf16 rounding, not another answer

@@ -72,3 +72,13 @@ def test_bf16_grid_rounds_centres_as_the_official_bf16_model() -> None:
     assert fp32[0, -1, -3:].tolist() == [220.5, 220.5, 1.0]
     assert bf16[0, -1, -3:].tolist() == [220.0, 220.0, 1.0]
     assert fp32.dtype == bf16.dtype == torch.float32
+
+
+def test_inverse_3x3_matches_torch_linalg() -> None:
+    from stvla_core.model.ego3d import inverse_3x3
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(4, 3, 3, generator=g) + 3 * torch.eye(3)
+    torch.testing.assert_close(inverse_3x3(m), torch.linalg.inv(m), rtol=1e-5, atol=1e-6)
+    k = torch.tensor([[[218.26, 0.0, 111.83], [0.0, 291.01, 111.79], [0.0, 0.0, 1.0]]])
+    torch.testing.assert_close(inverse_3x3(k) @ k, torch.eye(3)[None], rtol=0, atol=1e-6)

@@ -234,3 +234,117 @@ def test_matches_the_official_implementation_on_the_tiny_model() -> None:
     np.testing.assert_allclose(vis.features[0].numpy(), ref["features"], atol=1e-5)
     np.testing.assert_allclose(logits[0, -1].numpy(), ref["last_logits"], atol=1e-4)
     np.testing.assert_array_equal(gen.token_ids[0].numpy(), ref["generated"])
+
+
+# -- parity fixes: ZoeDepth's eager attention, Gemma2's sliding window, padded batches -------------
+
+
+def test_zoedepth_attention_runs_eagerly_as_the_official_model(model, inputs, monkeypatch) -> None:
+    """transformers 4.47 (the official code) runs BEiT's attention eagerly; SDPA rounds otherwise."""
+    import torch.nn.functional as F
+
+    def no_sdpa(*args, **kwargs):
+        raise AssertionError("ZoeDepth called scaled_dot_product_attention")
+
+    with torch.no_grad():
+        expected = model.estimate_depth(inputs.pixel_values)
+        monkeypatch.setattr(F, "scaled_dot_product_attention", no_sdpa)
+        torch.testing.assert_close(model.estimate_depth(inputs.pixel_values), expected, rtol=0, atol=0)
+
+
+def test_attention_masks_by_hand() -> None:
+    from stvla_core.model.modeling_spatialvla import attention_masks
+
+    cfg = tiny_config().text_config
+    cfg.sliding_window = 2
+    # slot 0 is padding, slots 1-2 the prompt (prefix 3), slots 3-4 generated; queries at slots 2..4
+    valid = torch.tensor([[False, True, True, True, True]])
+    m = attention_masks(valid, 2, 3, cfg, torch.float32)
+    full = (m["full_attention"][0, 0] == 0).int().tolist()
+    sliding = (m["sliding_attention"][0, 0] == 0).int().tolist()
+    assert full == [[0, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 1]]
+    assert sliding == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]]
+    # the prompt sees itself both ways; no key sees padding, a padding query sees itself too
+    m = attention_masks(valid, 0, 3, cfg, torch.float32)
+    assert (m["full_attention"][0, 0] == 0).int().tolist()[:3] == [
+        [1, 1, 1, 0, 0],
+        [0, 1, 1, 0, 0],
+        [0, 1, 1, 0, 0],
+    ]
+
+
+def _windowed(window: int) -> SpatialVLAForConditionalGeneration:
+    cfg = tiny_config()
+    cfg.text_config.sliding_window = window
+    return SpatialVLAForConditionalGeneration.build(cfg, seed=0)
+
+
+def test_sliding_window_layers_match_transformers_own_masks(inputs) -> None:
+    """Causal (no prefix), transformers builds Gemma2's causal and sliding-window masks itself:
+    our masks must give the same logits, and the window must matter."""
+    small, large = _windowed(8), _windowed(4096)
+    with torch.no_grad():
+        visual = small.visual_embedding(inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        embeds = small.input_embeddings(inputs.input_ids, visual)
+        n = embeds.shape[1]
+        valid = torch.ones(1, n, dtype=torch.bool)
+        ours = small._lm(embeds, None, 0, valid, prefix=0, logits_to_keep=0)
+        theirs = small.language_model(
+            inputs_embeds=embeds, position_ids=torch.arange(1, n + 1)[None], use_cache=False
+        ).logits
+        unwindowed = large._lm(embeds, None, 0, valid, prefix=0, logits_to_keep=0)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ours[0, -1], unwindowed[0, -1], atol=1e-3)
+
+
+def test_generation_beyond_the_sliding_window_matches_a_full_recompute(inputs) -> None:
+    """With a window of 8 the cached decoding runs past it (it used to raise) and every token is
+    the argmax of the whole sequence recomputed without a cache."""
+    m = _windowed(8)
+    ranges = processor_for(m).action_tokenizer.ranges()
+    with torch.no_grad():
+        gen = m.generate(inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth, 12, ranges)
+        visual = m.visual_embedding(inputs.pixel_values, inputs.intrinsics, inputs.depth)
+        prompt = m.input_embeddings(inputs.input_ids, visual)
+        n = prompt.shape[1]
+        tokens = m._scale(m._token_embeddings(gen.token_ids))
+        for i in range(12):
+            seq = torch.cat([prompt, tokens[:, :i]], 1)
+            logits = m._lm(seq, None, 0, torch.ones(1, n + i, dtype=torch.bool), prefix=n)[0, -1]
+            lo, hi = ranges[i % 3]
+            assert int(gen.token_ids[0, i]) == int(logits[lo:hi].argmax()) + lo
+            torch.testing.assert_close(gen.probs[0, i], logits.softmax(-1)[gen.token_ids[0, i]])
+
+
+def test_padded_batches_give_each_prompt_its_own_answer(model) -> None:
+    from stvla_core.model.processing_spatialvla import ModelInputs
+
+    proc = processor_for(model)
+    rng = np.random.default_rng(1)
+    items = [
+        proc((rng.random((224, 224, 3)) * 255).astype(np.uint8), text)
+        for text in ("put the carrot on the plate", "push")
+    ]
+    batch = ModelInputs.stack(items, model.config.pad_token_id)
+    ranges = proc.action_tokenizer.ranges()
+    with torch.no_grad():
+        logits, _ = model(batch.input_ids, batch.pixel_values, batch.intrinsics, None, batch.attention_mask)
+        gen = model.generate(
+            batch.input_ids,
+            batch.pixel_values,
+            batch.intrinsics,
+            None,
+            12,
+            ranges,
+            attention_mask=batch.attention_mask,
+        )
+        for i, it in enumerate(items):
+            alone, _ = model(it.input_ids, it.pixel_values, it.intrinsics)
+            n = it.input_ids.shape[1]
+            torch.testing.assert_close(logits[i, -n:], alone[0], rtol=1e-4, atol=1e-4)
+            one = model.generate(it.input_ids, it.pixel_values, it.intrinsics, None, 12, ranges)
+            assert gen.token_ids[i].tolist() == one.token_ids[0].tolist()
+    with pytest.raises(
+        ValueError, match=r"attention_mask: expected \(2, 285\) like input_ids, found \(2, 3\)"
+    ):
+        model(batch.input_ids, batch.pixel_values, batch.intrinsics, None, torch.ones(2, 3))

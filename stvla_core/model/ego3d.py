@@ -17,13 +17,29 @@ from torch import nn
 EGO3D_CENTER = (0.0, 0.0, 2.0)
 
 
-def patch_pixel_centres(image_size: int, patch_size: int, reso: int) -> torch.Tensor:
+def patch_pixel_centres(
+    image_size: int, patch_size: int, reso: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(3, (image_size // step)**2) homogeneous pixel centres (u, v, 1) of the sub-patches, row-major,
-    with step = patch_size // reso (7 px for SigLIP's 14 px patches and reso 2)."""
+    with step = patch_size // reso (7 px for SigLIP's 14 px patches and reso 2). Made on `device`
+    directly: no host-to-device copy, so a CUDA graph can capture it."""
     step = patch_size // reso
-    coords = torch.arange(0, image_size, step, dtype=torch.float32) + step / 2
+    coords = torch.arange(0, image_size, step, dtype=torch.float32, device=device) + step / 2
     v, u = torch.meshgrid(coords, coords, indexing="ij")
     return torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)
+
+
+def inverse_3x3(m: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) -> inverses, as the adjugate over the determinant: plain element-wise kernels.
+    torch.linalg.inv checks for singular matrices (a host sync) and may hand small matrices to
+    MAGMA's hybrid CPU-GPU code, neither of which a CUDA graph can hold. Intrinsics are checked
+    (fx, fy > 0, last row 0 0 1) on the host by the processor."""
+    r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
+    cols = torch.stack(
+        [torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)], -1
+    )
+    det = (r0 * cols[..., 0]).sum(-1)
+    return cols / det[:, None, None]
 
 
 def pool_depth(depth: torch.Tensor, image_size: int, patch_size: int, reso: int) -> torch.Tensor:
@@ -65,8 +81,8 @@ def backproject_patches(
         raise ValueError(f"intrinsics must be ({b}, 3, 3), found {tuple(intrinsics.shape)}")
     hp = side // patch_size
     sub = pool_depth(depth, side, patch_size, reso).reshape(b, 1, -1)
-    uv1 = patch_pixel_centres(side, patch_size, reso).to(depth.device, grid_dtype).float()
-    rays = torch.linalg.inv(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
+    uv1 = patch_pixel_centres(side, patch_size, reso, depth.device).to(grid_dtype).float()
+    rays = inverse_3x3(intrinsics.float()) @ uv1  # (B, 3, n) camera rays with z = 1
     points = rays * sub  # (B, 3, n)
     points = points.reshape(b, 3, hp, reso, hp, reso).permute(0, 2, 4, 3, 5, 1)
     return points.reshape(b, hp * hp, 3 * reso * reso)

@@ -24,7 +24,13 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, Gemma2ForCausalLM, SiglipVisionModel, ZoeDepthForDepthEstimation
+from transformers import (
+    DynamicCache,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    SiglipVisionModel,
+    ZoeDepthForDepthEstimation,
+)
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
 from stvla_core.model.configuration_spatialvla import SpatialVLAConfig
@@ -134,6 +140,84 @@ class Generation:
     visual: VisualEmbedding
 
 
+def _valid(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tensor:
+    """(B, L + extra) bool: the prompt's attention mask (all real without one), then `extra`
+    generated slots."""
+    b, n = input_ids.shape
+    if attention_mask is None:
+        return torch.ones(b, n + extra, dtype=torch.bool, device=input_ids.device)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask: expected {tuple(input_ids.shape)} like input_ids, found {tuple(attention_mask.shape)}"
+        )
+    gen = torch.ones(b, extra, dtype=torch.bool, device=input_ids.device)
+    return torch.cat([attention_mask.to(input_ids.device).bool(), gen], 1)
+
+
+def attention_masks(
+    valid: torch.Tensor, start: int, prefix: int, text_config: Gemma2Config, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Additive masks (B, 1, q, K) of the queries at slots [start, K) over the keys at slots [0, K),
+    K = valid.shape[1], for Gemma2's full and sliding-window layers.
+
+    Query i sees key j when j is a real token and either both lie in the prompt (slots < `prefix`,
+    bidirectional as PaliGemma's prefix-LM) or j <= i. Sliding layers also need i - j < window, as
+    the official model's eager path (transformers 4.47) masks them. A padding query also sees
+    itself, so no row is empty (an empty row would be NaN, and NaN times a zero weight is NaN). Built from tensors alone: no host sync, CUDA-graph safe."""
+    b, k = valid.shape
+    qi = torch.arange(start, k, device=valid.device)[:, None]
+    kj = torch.arange(k, device=valid.device)[None]
+    base = ((qi < prefix) & (kj < prefix)) | (kj <= qi)
+    seen = base[None] & valid[:, None]
+    window = getattr(text_config, "sliding_window", None)
+    sliding = seen & (qi - kj < window) if window else seen
+    pad = ~valid[:, start:, None] & (kj == qi)[None]
+    low = torch.finfo(dtype).min
+    return {
+        "full_attention": torch.where(seen | pad, 0.0, low).to(dtype)[:, None],
+        "sliding_attention": torch.where(sliding | pad, 0.0, low).to(dtype)[:, None],
+    }
+
+
+class StaticKVCache:
+    """Keys and values of every layer preallocated for a prompt and its generated tokens: a
+    `cache` for transformers' Gemma2 whose tensors never move, so one captured CUDA graph can
+    replay a whole generation. `seek(start)` sets the slot the next update writes at; an update
+    returns the keys of slots [0, start + q), the same shapes the dynamic cache gives, so the
+    attention kernels (and their rounding) are the same as on the reference path."""
+
+    def __init__(
+        self,
+        layers: int,
+        batch: int,
+        kv_heads: int,
+        length: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (batch, kv_heads, length, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.start = 0
+
+    def seek(self, start: int) -> None:
+        self.start = start
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Slots written before the current update (transformers < 5.2x derives positions from it)."""
+        return self.start
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.start + key_states.shape[2]
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        k[:, :, self.start : end].copy_(key_states)
+        v[:, :, self.start : end].copy_(value_states)
+        return k[:, :, :end], v[:, :, :end]
+
+
 class SpatialVLAForConditionalGeneration(nn.Module):
     def __init__(self, config: SpatialVLAConfig) -> None:
         super().__init__()
@@ -145,6 +229,9 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         self.language_model = Gemma2ForCausalLM(config.text_config)
         if config.use_vision_zoe:
             self.vision_zoe_model = ZoeDepthForDepthEstimation(config.vision_zoe_config)
+            # the official model (transformers 4.47) runs BEiT's attention eagerly; transformers 5
+            # picks SDPA, whose rounding differs and grows through the depth head in bf16
+            self.vision_zoe_model.backbone.set_attn_implementation("eager")
             self.position_embedding_3d = Ego3DPositionEmbedding(
                 3 * config.ego3d_patch_reso**2, config.vision_config.hidden_size, config.n_freqs
             )
@@ -216,14 +303,14 @@ class SpatialVLAForConditionalGeneration(nn.Module):
 
     # -- language ---------------------------------------------------------------------------
     def _token_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Unscaled embeddings; spatial action tokens take the shared spatial embeddings."""
+        """Unscaled embeddings; spatial action tokens take the shared spatial embeddings. Chosen
+        per token with `where` (no data-dependent branch), so it runs inside a CUDA graph."""
         emb = F.embedding(input_ids, self.language_model.get_input_embeddings().weight)
         if self.config.use_spatial_token:
             rel = input_ids - self.config.action_token_begin_idx
             spatial = (rel >= 0) & (rel < self.config.spatial_token_num)
-            if spatial.any():
-                emb = emb.clone()
-                emb[spatial] = self.spatial_embed_tokens(rel[spatial]).to(emb.dtype)
+            idx = rel.clamp(0, self.config.spatial_token_num - 1)
+            emb = torch.where(spatial[..., None], self.spatial_embed_tokens(idx).to(emb.dtype), emb)
         return emb
 
     def _scale(self, embeds: torch.Tensor) -> torch.Tensor:
@@ -231,33 +318,57 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         # embed_tokens only, so we do it here for all of them, in the embedding dtype as 4.47 did)
         return embeds * torch.tensor(self.config.text_config.hidden_size**0.5, dtype=embeds.dtype)
 
-    def input_embeddings(self, input_ids: torch.Tensor, visual: VisualEmbedding) -> torch.Tensor:
+    def check_image_tokens(self, input_ids: torch.Tensor, images: int) -> None:
+        """Every prompt holds one image token per patch of its image (reads the ids on the host)."""
+        counts = (input_ids == self.config.image_token_index).sum(1).tolist()
+        n = self.config.num_image_tokens
+        if len(counts) != images:
+            raise ValueError(f"{len(counts)} prompts for {images} images")
+        for i, c in enumerate(counts):
+            if c != n:
+                which = "the prompt" if images == 1 else f"prompt {i}"
+                raise ValueError(f"{which} holds {c} image tokens, the images give {n} patch features")
+
+    def merge_embeddings(self, input_ids: torch.Tensor, visual: VisualEmbedding) -> torch.Tensor:
+        """Scaled prompt embeddings with the image features in place of the image tokens, in order
+        (what masked_scatter does for prompts of one image each), without a host sync."""
         embeds = self._token_embeddings(input_ids)
         mask = input_ids == self.config.image_token_index
-        n_img = int(mask.sum())
-        if n_img != visual.features.shape[0] * visual.features.shape[1]:
-            raise ValueError(
-                f"the prompt holds {n_img} image tokens, the images give "
-                f"{visual.features.shape[0] * visual.features.shape[1]} patch features"
-            )
-        embeds = embeds.masked_scatter(mask.unsqueeze(-1), visual.features.to(embeds.dtype))
-        return self._scale(embeds)
+        index = (mask.cumsum(1) - 1).clamp(min=0)
+        feats = visual.features.to(embeds.dtype)
+        feats = feats.gather(1, index[..., None].expand(-1, -1, feats.shape[-1]))
+        return self._scale(torch.where(mask[..., None], feats, embeds))
+
+    def input_embeddings(self, input_ids: torch.Tensor, visual: VisualEmbedding) -> torch.Tensor:
+        self.check_image_tokens(input_ids, visual.features.shape[0])
+        return self.merge_embeddings(input_ids, visual)
 
     def _lm(
-        self, embeds: torch.Tensor, past: DynamicCache, start: int, logits_to_keep: int = 1
+        self,
+        embeds: torch.Tensor,
+        cache: DynamicCache | StaticKVCache | None,
+        start: int,
+        valid: torch.Tensor,
+        prefix: int,
+        logits_to_keep: int = 1,
     ) -> torch.Tensor:
-        b, q = embeds.shape[:2]
-        # the prompt attends bidirectionally (PaliGemma prefix-LM); generated tokens see everything before
-        mask = torch.zeros(b, 1, q, start + q, dtype=embeds.dtype, device=embeds.device)
-        positions = torch.arange(start + 1, start + q + 1, device=embeds.device)[None].expand(
-            b, -1
-        )  # 1-indexed
+        """Logits of `embeds` (B, q) placed at cache slots [start, start + q). `valid` (B, >= start
+        + q) bool marks real tokens over the slots (False: padding); slots below `prefix` are the
+        prompt, which attends bidirectionally (PaliGemma prefix-LM)."""
+        q = embeds.shape[1]
+        valid = valid[:, : start + q]
+        masks = attention_masks(valid, start, prefix, self.config.text_config, embeds.dtype)
+        positions = valid.long().cumsum(1)[:, start:]  # 1-indexed over real tokens (0 on padding)
+        if isinstance(cache, StaticKVCache):
+            cache.seek(start)
+        # positional: transformers renamed `past_key_values` to `cache` in 5.2x
         out = self.language_model(
-            inputs_embeds=embeds,
-            attention_mask={"full_attention": mask, "sliding_attention": mask},
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=True,
+            None,
+            masks,
+            positions,
+            cache,
+            embeds,
+            use_cache=cache is not None,
             logits_to_keep=logits_to_keep,
         )
         return out.logits
@@ -268,11 +379,15 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         pixel_values: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
         depth: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, VisualEmbedding]:
-        """Logits (B, L, V) over the whole prompt, and the visual embedding."""
+        """Logits (B, L, V) over the whole prompt, and the visual embedding. `attention_mask`
+        (B, L), 1 on real tokens and 0 on (left) padding, lets prompts of unequal length share a
+        batch."""
         visual = self.visual_embedding(pixel_values, intrinsics, depth)
         embeds = self.input_embeddings(input_ids, visual)
-        logits = self._lm(embeds, DynamicCache(config=self.config.text_config), 0, logits_to_keep=0)
+        valid = _valid(input_ids, attention_mask)
+        logits = self._lm(embeds, None, 0, valid, input_ids.shape[1], logits_to_keep=0)
         return logits, visual
 
     @torch.no_grad()
@@ -285,15 +400,33 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         num_tokens: int = 12,
         allowed: list[tuple[int, int]] | None = None,
         top_k: int = 5,
+        attention_mask: torch.Tensor | None = None,
     ) -> Generation:
         """Greedy decoding of `num_tokens` tokens with a KV cache. `allowed` cycles through [start,
         end) id ranges, one per position (the action tokenizer's translation/rotation/gripper
-        ranges), restricting the argmax; None decodes unconstrained like the official model."""
+        ranges), restricting the argmax; None decodes unconstrained like the official model.
+        `attention_mask` (B, L) marks left padding. This is the reference path: a fresh dynamic
+        cache, one kernel launch after another (`FastGenerator` runs the same steps captured)."""
         visual = self.visual_embedding(pixel_values, intrinsics, depth)
         embeds = self.input_embeddings(input_ids, visual)
-        cache = DynamicCache(config=self.config.text_config)
-        logits = self._lm(embeds, cache, 0)
+        valid = _valid(input_ids, attention_mask, num_tokens)
+        # no config: every layer keeps all its keys; the sliding window is applied by the masks
+        return self.decode(visual, embeds, DynamicCache(), valid, num_tokens, allowed, top_k)
+
+    def decode(
+        self,
+        visual: VisualEmbedding,
+        embeds: torch.Tensor,
+        cache: DynamicCache | StaticKVCache,
+        valid: torch.Tensor,
+        num_tokens: int,
+        allowed: list[tuple[int, int]] | None,
+        top_k: int,
+    ) -> Generation:
+        """Prefill the prompt `embeds` (B, L) into `cache`, then greedy decoding; free of host
+        syncs (constrained argmax by slicing, everything stays on the device)."""
         length = embeds.shape[1]
+        logits = self._lm(embeds, cache, 0, valid, length)
         ids, probs, tk_ids, tk_probs = [], [], [], []
         for i in range(num_tokens):
             step = logits[:, -1].float()
@@ -310,7 +443,7 @@ class SpatialVLAForConditionalGeneration(nn.Module):
             tk_probs.append(tp)
             if i + 1 < num_tokens:
                 nxt = self._scale(self._token_embeddings(tok[:, None]))
-                logits = self._lm(nxt, cache, length + i)
+                logits = self._lm(nxt, cache, length + i, valid, length)
         return Generation(
             torch.stack(ids, 1),
             torch.stack(probs, 1),

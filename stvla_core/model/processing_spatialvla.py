@@ -69,12 +69,13 @@ class HFTextTokenizer:
 
 @dataclass
 class ModelInputs:
-    """One observation ready for the model (batch of 1)."""
+    """Observations ready for the model (the processor makes a batch of 1; `stack` more)."""
 
-    input_ids: torch.Tensor  # (1, L) int64
-    pixel_values: torch.Tensor  # (1, 3, S, S) float32 in [0, 1]
-    intrinsics: torch.Tensor  # (1, 3, 3) float32, pixels of the S x S input
-    depth: torch.Tensor | None  # (1, 1, S, S) float32 metres, or None: the model estimates depth
+    input_ids: torch.Tensor  # (B, L) int64
+    pixel_values: torch.Tensor  # (B, 3, S, S) float32 in [0, 1]
+    intrinsics: torch.Tensor  # (B, 3, 3) float32, pixels of the S x S input
+    depth: torch.Tensor | None  # (B, 1, S, S) float32 metres, or None: the model estimates depth
+    attention_mask: torch.Tensor | None = None  # (B, L) int64, 0 on left padding; None: no padding
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelInputs:
         pv = self.pixel_values.to(device, dtype) if dtype else self.pixel_values.to(device)
@@ -83,6 +84,33 @@ class ModelInputs:
             pv,
             self.intrinsics.to(device),
             None if self.depth is None else self.depth.to(device),
+            None if self.attention_mask is None else self.attention_mask.to(device),
+        )
+
+    @classmethod
+    def stack(cls, items: list[ModelInputs], pad_token_id: int) -> ModelInputs:
+        """One batch of single observations; prompts of unequal length are left-padded with
+        `pad_token_id`, so every prompt ends where generation starts."""
+        if not items:
+            raise ValueError("stack: expected at least one ModelInputs, found none")
+        with_depth = [it.depth is not None for it in items]
+        if any(with_depth) and not all(with_depth):
+            raise ValueError(
+                f"stack: depth given for {sum(with_depth)} of {len(items)} observations; give it for all or none"
+            )
+        width = max(it.input_ids.shape[1] for it in items)
+        ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for i, it in enumerate(items):
+            n = it.input_ids.shape[1]
+            ids[i, width - n :] = it.input_ids[0]
+            mask[i, width - n :] = 1
+        return cls(
+            ids,
+            torch.cat([it.pixel_values for it in items]),
+            torch.cat([it.intrinsics for it in items]),
+            torch.cat([it.depth for it in items]) if all(with_depth) else None,
+            mask,
         )
 
 

@@ -7,6 +7,7 @@ maps of frames it has already seen; `track` then runs only the transformer on a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stvla_core.cuda_graphs import GraphedCall
 from stvla_core.tracking.base import TrackerUnavailableError
 from stvla_core.tracking.cotracker3.network import (
     CoTrackerThreeBase,
@@ -32,6 +34,7 @@ VIS_THRESHOLD = {"offline": 0.9, "online": 0.6}
 # Official support grid side added to given queries: offline always, online only if asked.
 SUPPORT_GRID = {"offline": 6, "online": 0}
 BACKENDS = ("native", "official")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _variant(online: bool) -> str:
@@ -122,6 +125,8 @@ class PredictorConfig:
     backend: str = "native"
     device: str = "cpu"
     seed: int = 0  # random weights when pretrained=False
+    amp: str = "none"  # "bf16" / "fp16": autocast the network (GPU speed); answers stay float32
+    graphs: bool = False  # on a GPU, replay the tracking of cached feature maps from CUDA graphs
 
 
 class CoTracker3Predictor:
@@ -134,6 +139,8 @@ class CoTracker3Predictor:
             raise ValueError(
                 f"cotracker3 model_resolution: expected multiples of 4 of at least 32, found {(h, w)}"
             )
+        if cfg.amp not in AMP_DTYPES:
+            raise ValueError(f"cotracker3 amp: expected one of {sorted(AMP_DTYPES)}, found {cfg.amp!r}")
         state = load_checkpoint(cfg.checkpoint, cfg.online) if cfg.pretrained else None
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
@@ -146,6 +153,18 @@ class CoTracker3Predictor:
             SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
         )
         self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
+        # one graph per (window length, points); lengths met once while the buffer fills stay eager
+        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=3)
+
+    def _run_track(self, fmaps: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with self._autocast():
+            return self.model.track(fmaps, queries, self.config.iters)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = AMP_DTYPES[self.config.amp]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.config.device).type, dtype=dtype)
 
     @property
     def native(self) -> bool:
@@ -170,7 +189,8 @@ class CoTracker3Predictor:
         """(T, H, W, 3) uint8 -> (T, 128, h/4, w/4) feature maps (native backend only)."""
         if not self.native:
             raise TrackerUnavailableError("feature caching needs backend='native'")
-        return self.model.encode(self.resize(frames))[0]
+        with self._autocast():
+            return self.model.encode(self.resize(frames))[0]
 
     @torch.inference_mode()
     def track(
@@ -201,12 +221,13 @@ class CoTracker3Predictor:
             grid = support_grid_points(cfg.model_resolution, self.support_grid)
             q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
         qt = torch.from_numpy(q3)[None].to(cfg.device)
+        if fmaps is None and frames is None:
+            raise ValueError("cotracker3 track: give fmaps (native backend) or frames")
         if fmaps is not None and self.native:
-            xy, vis, conf = self.model.track(fmaps[None], qt, cfg.iters)
+            xy, vis, conf = self._track_fmaps(fmaps[None], qt)
         else:
-            if frames is None:
-                raise ValueError("cotracker3 track: give fmaps (native backend) or frames")
-            xy, vis, conf, *_ = self.model(self.resize(frames), qt, iters=cfg.iters)
+            with self._autocast():
+                xy, vis, conf, *_ = self.model(self.resize(frames), qt, iters=cfg.iters)
         if cfg.online:
             vis = vis * conf
         points = (xy[0, :, :n].float().cpu().numpy() / s).astype(np.float32)
