@@ -154,9 +154,7 @@ def test_an_episode_without_depth_is_compared_on_the_policys_own_estimate(
     ep = translating_episode(t=6, h=48, w=64, name="bare")
     save_episode(ep.replace(depth=None), tmp_path / "bare.npz")
     dropdown, _ = insp.upload(str(tmp_path / "bare.npz"))
-    import html
-
-    assert "policy (the policy's own estimate)" in html.unescape(insp.render(dropdown.value, 2, *CONTROLS)[0])
+    assert html.escape("policy (the policy's own estimate)") in insp.render(dropdown.value, 2, *CONTROLS)[0]
     controls = (8, "lk", "policy", 5, 2)
     out = insp.render(dropdown.value, 2, *controls)
     assert out[0] == "" and "depth: traced:C" in out[1]
