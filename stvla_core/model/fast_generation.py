@@ -22,7 +22,7 @@ from stvla_core.model.modeling_spatialvla import (
     SpatialVLAForConditionalGeneration,
     StaticKVCache,
     VisualEmbedding,
-    _valid,
+    valid_slots,
 )
 
 
@@ -100,7 +100,7 @@ class FastGenerator:
         source = "given"
         if depth is None and m.config.use_vision_zoe:
             depth, source = m.estimate_depth(pixel_values), "zoedepth"
-        valid = _valid(input_ids, attention_mask, self.num_tokens)
+        valid = valid_slots(input_ids, attention_mask, self.num_tokens)
         args = (input_ids.to(m.device), valid.to(m.device), pixel_values, intrinsics.to(m.device))
         if depth is not None:
             args = (*args, depth.to(m.device))

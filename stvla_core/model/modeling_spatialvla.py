@@ -140,7 +140,7 @@ class Generation:
     visual: VisualEmbedding
 
 
-def _valid(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tensor:
+def valid_slots(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, extra: int = 0) -> torch.Tensor:
     """(B, L + extra) bool: the prompt's attention mask (all real without one), then `extra`
     generated slots."""
     b, n = input_ids.shape
@@ -163,7 +163,8 @@ def attention_masks(
     Query i sees key j when j is a real token and either both lie in the prompt (slots < `prefix`,
     bidirectional as PaliGemma's prefix-LM) or j <= i. Sliding layers also need i - j < window, as
     the official model's eager path (transformers 4.47) masks them. A padding query also sees
-    itself, so no row is empty (an empty row would be NaN, and NaN times a zero weight is NaN). Built from tensors alone: no host sync, CUDA-graph safe."""
+    itself, so no row is empty (an empty row would be NaN, and NaN times a zero weight is NaN).
+    Built from tensors alone: no host sync, CUDA-graph safe."""
     b, k = valid.shape
     qi = torch.arange(start, k, device=valid.device)[:, None]
     kj = torch.arange(k, device=valid.device)[None]
@@ -215,7 +216,8 @@ class StaticKVCache:
         k, v = self.keys[layer_idx], self.values[layer_idx]
         k[:, :, self.start : end].copy_(key_states)
         v[:, :, self.start : end].copy_(value_states)
-        return k[:, :, :end], v[:, :, :end]
+        # contiguous, as the dynamic cache's concatenation: same strides, same matmul kernels
+        return k[:, :, :end].contiguous(), v[:, :, :end].contiguous()
 
 
 class SpatialVLAForConditionalGeneration(nn.Module):
@@ -386,7 +388,7 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         batch."""
         visual = self.visual_embedding(pixel_values, intrinsics, depth)
         embeds = self.input_embeddings(input_ids, visual)
-        valid = _valid(input_ids, attention_mask)
+        valid = valid_slots(input_ids, attention_mask)
         logits = self._lm(embeds, None, 0, valid, input_ids.shape[1], logits_to_keep=0)
         return logits, visual
 
@@ -409,7 +411,7 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         cache, one kernel launch after another (`FastGenerator` runs the same steps captured)."""
         visual = self.visual_embedding(pixel_values, intrinsics, depth)
         embeds = self.input_embeddings(input_ids, visual)
-        valid = _valid(input_ids, attention_mask, num_tokens)
+        valid = valid_slots(input_ids, attention_mask, num_tokens)
         # no config: every layer keeps all its keys; the sliding window is applied by the masks
         return self.decode(visual, embeds, DynamicCache(), valid, num_tokens, allowed, top_k)
 
