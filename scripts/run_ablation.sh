@@ -21,7 +21,11 @@ $PY -m stvla_core.train rows --config results/ablation/recipe.json --pack "$PACK
   --modes "${MODES[@]}"
 for m in "${MODES[@]}"; do
   row=${m/@/-b}
-  [ -f "results/ablation/eval/$row/results.json" ] || $PY -m stvla_core.evaluation closed-loop \
-    --tasks PickCube-v1 PushCube-v1 PullCube-v1 --episodes "$EPISODES" --no-video --policy stvla \
-    --policy-kwargs "{\"checkpoint\": \"$RUNS/$row/model\"}" --run-name "$m" --out "results/ablation/eval/$row"
+  for task in PickCube-v1 PushCube-v1 PullCube-v1; do
+    [ -f "results/ablation/eval/$row/$task/results.json" ] || $PY -m stvla_core.evaluation closed-loop \
+      --tasks "$task" --episodes "$EPISODES" --no-video --policy stvla \
+      --policy-kwargs "{\"checkpoint\": \"$RUNS/$row/model\"}" --run-name "$m" --out "results/ablation/eval/$row/$task"
+  done
 done
+$PY -m stvla_core.evaluation compare \
+  results/ablation/eval/{none,raw,A,B,C,C-b7,C-b15}/{PickCube-v1,PushCube-v1,PullCube-v1} --first 20 --out results/ablation
