@@ -16,6 +16,7 @@ never feed B or C; a variant-A segment whose two endpoint depths are both invali
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,23 +136,10 @@ def sample_depth(depth: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.where(den > 1e-6, num / np.maximum(den, 1e-6), np.nan).astype(np.float32)
 
 
-def traced_depth(
-    variant: str,
-    depth_t: np.ndarray,
-    tracks: Tracks,
-    window_depths: np.ndarray | None = None,
-    thickness: int = 2,
-    segmentation_t: np.ndarray | None = None,
-    ignore_ids: Sequence[int] = (0,),
-) -> np.ndarray:
-    """(H, W) float32 metres: depth of frame t with the traces drawn in.
-
-    depth_t: (H, W) depth of frame t; tracks: the kept traces over the window (b, N);
-    window_depths: (b, H, W) depth of every window frame, needed by variant A only;
-    segmentation_t: (H, W) ids, used by C to take the nearest segmented object's depth."""
-    return traced_depth_and_mask(
-        variant, depth_t, tracks, window_depths, thickness, segmentation_t, ignore_ids
-    )[0]
+def traced_depth(*args: Any, **kwargs: Any) -> np.ndarray:
+    """(H, W) float32 metres: depth of frame t with the traces drawn in; the arguments of
+    `traced_depth_and_mask`, whose mask it drops."""
+    return traced_depth_and_mask(*args, **kwargs)[0]
 
 
 def traced_depth_and_mask(
@@ -163,8 +151,13 @@ def traced_depth_and_mask(
     segmentation_t: np.ndarray | None = None,
     ignore_ids: Sequence[int] = (0,),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`traced_depth` and the (H, W) bool mask of the pixels the traces cover: pictures outline
-    them (a trace's value can equal the depth under it, so the map alone cannot tell)."""
+    """(H, W) float32 metres: depth of frame t with the traces drawn in, and the (H, W) bool mask
+    of the pixels the traces cover: pictures outline them (a trace's value can equal the depth
+    under it, so the map alone cannot tell).
+
+    depth_t: (H, W) depth of frame t; tracks: the kept traces over the window (b, N);
+    window_depths: (b, H, W) depth of every window frame, needed by variant A only;
+    segmentation_t: (H, W) ids, used by C to take the nearest segmented object's depth."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     base = clean_depth(depth_t)
