@@ -21,7 +21,15 @@ from stvla_core.model.ego3d import backproject_patches, pool_depth
 from stvla_core.model.modeling_spatialvla import SpatialVLAForConditionalGeneration
 from stvla_core.train.config import TrainConfig
 from stvla_core.train.grid import action_statistics, fit_grid, gaussian_params
-from stvla_core.train.pack import FRAMES, PackConfig, decode_frames, load_pack, parse_mode, prepare_pack
+from stvla_core.train.pack import (
+    FRAMES,
+    PackConfig,
+    decode_frames,
+    load_pack,
+    merge_packs,
+    parse_mode,
+    prepare_pack,
+)
 from stvla_core.train.trainer import (
     agree_on_steps,
     chunk_indices,
@@ -175,6 +183,37 @@ def test_decoded_frames_are_shared_from_the_pack(pack: Path, tmp_path: Path) -> 
     shutil.rmtree(copy / "videos")  # from now on only frames.npy can provide them
     after = load_pack(copy, ["none"], workers=1)
     assert np.array_equal(np.asarray(after.frames), before)
+
+
+def test_merged_packs_hold_both_in_order_with_their_splits(pack: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(pack, other)
+    (other / "depth_raw.npz").unlink()  # the second pack lacks one mode: the merge keeps the shared ones
+    a = load_pack(pack, ["none", "C"], workers=1)
+    merged = merge_packs([pack, other], tmp_path / "merged")
+    m = load_pack(merged, workers=1)
+    n, e = len(a.actions), len(a.meta["episodes"])
+    assert sorted(m.depth) == ["C", "C@4", "none"] and len(m.actions) == 2 * n
+    assert np.array_equal(m.actions, np.concatenate([a.actions, a.actions]))
+    assert np.array_equal(m.episode, np.concatenate([a.episode, a.episode + e]))
+    assert np.array_equal(m.depth["C"], np.concatenate([a.depth["C"], a.depth["C"]]))
+    assert np.array_equal(np.asarray(m.frames), np.concatenate([a.frames, a.frames]))
+    assert [x["split"] for x in m.meta["episodes"]] == 2 * [x["split"] for x in a.meta["episodes"]]
+    assert m.meta["episodes"][e]["video"].startswith("part1/")
+    assert len(m.split("val")) == 2 * len(a.split("val"))
+    with pytest.raises(ValueError, match=r"missing \{.*other.*\['raw'\]\}"):
+        merge_packs([pack, other], tmp_path / "m2", modes=["raw"])
+    with pytest.raises(FileExistsError, match="exists"):
+        merge_packs([pack, other], merged)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["grid"] = 8
+    (other / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="packs differ in grid"):
+        merge_packs([pack, other], tmp_path / "m3")
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()
 
 
 def test_shift_images_moves_pixels_and_depth_cells_together() -> None:
@@ -368,6 +407,38 @@ def test_generate_rejects_seeds_outside_the_training_range(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"seeds \[99000, 101500\) must stay in the training range"):
         GenerateConfig(str(tmp_path), seed_start=99000).validate()
     assert main(["generate", "--out", str(tmp_path / "d"), "--seed-start", "-5"]) == 2
+    with pytest.raises(ValueError, match=r"perturbation probability: expected 0..1, found 1.5"):
+        GenerateConfig(str(tmp_path), perturb_m=0.01, perturb_prob=1.5).validate()
+    with pytest.raises(ValueError, match=r"perturbation scale: expected 0..0.05 m, found 0.2"):
+        GenerateConfig(str(tmp_path), perturb_m=0.2, perturb_prob=0.5).validate()
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+def test_perturbed_demonstrations_record_the_experts_corrections() -> None:
+    from stvla_core.sim.expert import MAX_STEP_M, Perturbation, Recorder
+    from tests.test_sample_episodes import _vulkan_missing
+
+    reason = _vulkan_missing()
+    if reason:
+        pytest.skip(reason)
+    with Recorder("push", max_frames=25) as rec:
+        clean = rec.record(7)
+    with Recorder("push", max_frames=25, perturbation=Perturbation(0.01, 0.5)) as rec:
+        noisy, again = rec.record(7), rec.record(7)
+    assert clean.metadata["perturbation"] == {"scale_m": 0.0, "prob": 0.0}
+    assert noisy.metadata["perturbation"] == {"scale_m": 0.01, "prob": 0.5}
+    assert np.array_equal(noisy.actions, again.actions)  # the seed fixes the noise too
+    n = min(len(clean.actions), len(noisy.actions))
+    assert not np.allclose(noisy.actions[:n], clean.actions[:n])
+    # recorded commands stay the expert's: bounded steps, even when correcting
+    assert np.linalg.norm(noisy.actions[:, :3], axis=1).max() <= MAX_STEP_M + 1e-6
+    # the TCP went where the recorded commands alone would not take it (noise was executed)
+    tcp = np.asarray(noisy.metadata["gt_points_world"])[:, 1]
+    drift = tcp[-1] - tcp[0] - noisy.actions[:-1, :3].sum(0)
+    clean_tcp = np.asarray(clean.metadata["gt_points_world"])[:, 1]
+    clean_drift = clean_tcp[-1] - clean_tcp[0] - clean.actions[:-1, :3].sum(0)
+    assert np.linalg.norm(drift) > np.linalg.norm(clean_drift) + 0.005
 
 
 @pytest.mark.slow

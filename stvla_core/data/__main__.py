@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--seed-start", type=int, default=0, help="first training seed (below the evaluation range)"
     )
+    g.add_argument(
+        "--perturb-m",
+        type=float,
+        default=0.0,
+        help="DART-style noise: std (m per axis) added to perturbed actions; the expert's corrections are recorded",
+    )
+    g.add_argument("--perturb-prob", type=float, default=0.0, help="fraction of actions perturbed")
     args = p.parse_args(argv)
     config = GenerateConfig(
         out=args.out,
@@ -36,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         crf=args.crf,
         max_frames=args.max_frames,
         seed_start=args.seed_start,
+        perturb_m=args.perturb_m,
+        perturb_prob=args.perturb_prob,
     )
     try:
         summary = generate(config)

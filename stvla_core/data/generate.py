@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stvla_core.data.lerobot_writer import LeRobotWriter
-from stvla_core.sim.expert import STATE_NAMES, Recorder, expert_task
+from stvla_core.sim.expert import STATE_NAMES, Perturbation, Recorder, expert_task
 from stvla_core.sim.tasks import EVAL_SEED_START, TRAIN_SEED_START, task_spec
 
 DEFAULT_TASKS = ("PickCube-v1", "PushCube-v1", "PullCube-v1")
@@ -39,9 +39,18 @@ class GenerateConfig:
     max_frames: int = 120
     # first training seed: a second dataset from a later seed_start adds demonstrations unseen by the first
     seed_start: int = TRAIN_SEED_START
+    # DART-style demonstrations (`stvla_core.sim.expert.Perturbation`): noise of this scale (m per
+    # axis) on a fraction of the executed actions, the expert's corrections recorded
+    perturb_m: float = 0.0
+    perturb_prob: float = 0.0
+
+    @property
+    def perturbation(self) -> Perturbation:
+        return Perturbation(self.perturb_m, self.perturb_prob)
 
     def validate(self) -> None:
         self.tasks = [expert_task(t) for t in self.tasks]
+        self.perturbation.validate()
         last = self.seed_start + MAX_SHARDS_PER_TASK * self.shard_size
         if self.seed_start < TRAIN_SEED_START or last > EVAL_SEED_START:
             raise ValueError(
@@ -61,7 +70,7 @@ class GenerateConfig:
             raise ValueError(f"tasks must share one image size and control rate, found {sizes} and {fps}")
 
 
-_RECORDERS: dict[str, Recorder] = {}
+_RECORDERS: dict[tuple[str, Perturbation, int], Recorder] = {}
 
 
 def _shard_seeds(shard: int, size: int, start: int) -> range:
@@ -75,9 +84,10 @@ def _record_shard(args: tuple[dict[str, Any], str, int]) -> tuple[int, int, int]
     config = GenerateConfig(**cfg)
     spec = task_spec(task)
     writer = LeRobotWriter(config.out, spec.camera, spec.control_freq, spec.image_size, config.crf)
-    if task not in _RECORDERS:
-        _RECORDERS[task] = Recorder(task, max_frames=config.max_frames)
-    rec = _RECORDERS[task]
+    key = (task, config.perturbation, config.max_frames)
+    if key not in _RECORDERS:
+        _RECORDERS[key] = Recorder(task, max_frames=config.max_frames, perturbation=config.perturbation)
+    rec = _RECORDERS[key]
     kept, failed = [], []
     seeds = _shard_seeds(shard, config.shard_size, config.seed_start)
     for seed in seeds:

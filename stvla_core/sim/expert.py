@@ -18,6 +18,7 @@ CPU-only machine Mesa's lavapipe >= 24.3. Deterministic for a given seed (CPU ph
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,28 @@ GRIPPER_POINTS = (
 # nearer than the point: the finger pads sit ~1 cm inside the finger surface.
 VISIBILITY_TOLERANCE_M = 0.02
 RECORD_OBS_MODE = "rgb+depth+segmentation"
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """DART-style noise (Laskey et al., 2017): with probability `prob` an action's translation is
+    executed with N(0, scale_m^2) per axis added, while the episode records the expert's clean
+    action; the script re-plans from where the controller target really is, so the next recorded
+    actions are the expert's corrections. A policy trained on them sees the off-course states its
+    own errors lead to, and what to do there. Gripper commands are never perturbed."""
+
+    scale_m: float = 0.0
+    prob: float = 0.0
+
+    def validate(self) -> None:
+        if not 0 <= self.scale_m <= 0.05:
+            raise ValueError(f"perturbation scale: expected 0..0.05 m, found {self.scale_m}")
+        if not 0 <= self.prob <= 1:
+            raise ValueError(f"perturbation probability: expected 0..1, found {self.prob}")
+
+    @property
+    def active(self) -> bool:
+        return self.scale_m > 0 and self.prob > 0
 
 
 class FrameLimit(Exception):
@@ -111,7 +134,9 @@ def visibility(
 class ScriptedPanda:
     """Steps the env towards TCP waypoints with bounded deltas and records every frame."""
 
-    def __init__(self, env: Any, spec: TaskSpec, max_frames: int) -> None:
+    def __init__(
+        self, env: Any, spec: TaskSpec, max_frames: int, perturbation: Perturbation | None = None
+    ) -> None:
         from stvla_core.evaluation.closed_loop import ActionMapping
 
         self.env = env
@@ -123,9 +148,12 @@ class ScriptedPanda:
         self.frames: list[dict[str, np.ndarray]] = []
         self.actions: list[np.ndarray] = []
         self.info: dict[str, Any] = {}
+        self.perturbation = perturbation or Perturbation()
+        self.rng = np.random.default_rng(0)
 
     def reset(self, seed: int) -> None:
         obs, self.info = self.env.reset(seed=seed)
+        self.rng = np.random.default_rng(seed)  # the same seed perturbs the same way
         self.frames, self.actions = [], []
         self.root = _pose_matrix(self.base.agent.robot.pose.raw_pose)
         self.target_p = self.tcp()[:3, 3].copy()  # the controller's target, moved by every delta
@@ -155,15 +183,24 @@ class ScriptedPanda:
             rec[name] = _pose_matrix(self._links[link].pose.raw_pose) @ np.append(offset, 1.0)
         self.frames.append(rec)
 
-    def step(self, delta_world: np.ndarray, dyaw: float = 0.0) -> None:
+    def step(self, delta_world: np.ndarray, dyaw: float = 0.0, perturb: bool = False) -> None:
+        """Send one action (recorded as is); with `perturb` and an active perturbation, what is
+        executed may carry the perturbation's noise on top."""
         if len(self.frames) >= self.max_frames:
             raise FrameLimit
         action = np.zeros(7, np.float32)
         action[:3] = self.root[:3, :3].T @ delta_world
         action[5] = dyaw
         action[6] = self.gripper
-        obs, _, _, _, self.info = self.env.step(self.mapping(action))
-        self.target_p = self.target_p + delta_world
+        sent, moved = action, np.asarray(delta_world, np.float64)
+        noise = self.perturbation
+        if perturb and noise.active and self.rng.random() < noise.prob:
+            extra = self.rng.normal(0.0, noise.scale_m, 3)
+            sent = action.copy()
+            sent[:3] += (self.root[:3, :3].T @ extra).astype(np.float32)
+            moved = moved + extra
+        obs, _, _, _, self.info = self.env.step(self.mapping(sent))
+        self.target_p = self.target_p + moved
         self.actions.append(action)
         self._keep(obs)
 
@@ -186,12 +223,15 @@ class ScriptedPanda:
                 break
             n = max(1, int(np.ceil(dist / step_m)), int(np.ceil(abs(remaining_turn) / MAX_TURN_RAD)))
             dyaw = remaining_turn / n
-            self.step(gap / n, dyaw)
+            self.step(gap / n, dyaw, perturb=True)
             remaining_turn -= dyaw
         for _ in range(max_settle):
             if np.linalg.norm(self.tcp()[:3, 3] - goal) < settle_m:
                 break
-            self.step(np.zeros(3))
+            # wait for the TCP; a target the perturbation moved off the goal is brought back
+            gap = goal - self.target_p
+            dist = float(np.linalg.norm(gap))
+            self.step(np.zeros(3) if dist < 1e-6 else gap * min(1.0, step_m / dist), perturb=True)
 
     def set_gripper(self, value: float, steps: int = 3) -> None:
         self.gripper = value
@@ -300,7 +340,13 @@ STATE_NAMES = [*(f"panda_joint{i}" for i in range(1, 8)), "panda_finger_joint1",
 class Recorder:
     """One env per task, reused across seeds (building an env costs seconds, a reset 0.1 s)."""
 
-    def __init__(self, task: str, image_size: int | None = None, max_frames: int = 120) -> None:
+    def __init__(
+        self,
+        task: str,
+        image_size: int | None = None,
+        max_frames: int = 120,
+        perturbation: Perturbation | None = None,
+    ) -> None:
         self.env_id = expert_task(task)
         self.spec = task_spec(self.env_id)
         self.image_size = image_size or self.spec.image_size
@@ -308,6 +354,8 @@ class Recorder:
             self.spec, obs_mode=RECORD_OBS_MODE, image_size=self.image_size, max_steps=10 * max_frames
         )
         self.max_frames = max_frames
+        self.perturbation = perturbation or Perturbation()
+        self.perturbation.validate()
 
     def close(self) -> None:
         self.env.close()
@@ -325,7 +373,7 @@ class Recorder:
 
     def record_with_state(self, seed: int, name: str | None = None) -> tuple[Episode, np.ndarray]:
         """`record`, and the robot's joint positions per frame, (T, 9) float32."""
-        robot = ScriptedPanda(self.env, self.spec, self.max_frames)
+        robot = ScriptedPanda(self.env, self.spec, self.max_frames, self.perturbation)
         robot.reset(seed)
         truncated = False
         try:
@@ -392,10 +440,18 @@ def _build_episode(
             "mani_skill_version": mani_skill.__version__,
             "controller": f"{spec.control_mode} (Panda) at {spec.control_freq} Hz, scripted waypoints, "
             f"<= {MAX_STEP_M} m and <= {MAX_TURN_RAD} rad per action",
-            "actions": "the commands sent: action t after frame t; [dx, dy, dz] m in the robot base "
+            "actions": ("the expert's commands" if robot.perturbation.active else "the commands sent")
+            + ": action t after frame t; [dx, dy, dz] m in the robot base "
             "frame, [droll, dpitch, dyaw] rad (yaw only, about the base z axis), gripper 1 = open, "
             "0 = closed; each sent as one env step of stvla_core.evaluation.closed_loop."
-            "ActionMapping.from_env(env)(action); the last action holds still",
+            "ActionMapping.from_env(env)(action); the last action holds still"
+            + (
+                "; with the perturbation some were executed with noise added (replay does not reproduce "
+                "the demonstration)"
+                if robot.perturbation.active
+                else ""
+            ),
+            "perturbation": asdict(robot.perturbation),
             "camera": {"eye": list(cam.eye), "target": list(cam.target), "fov_rad": cam.fov}
             if cam is not None
             else None,

@@ -2,6 +2,7 @@
 
 python -m stvla_core.train prepare --dataset data/stvla-sim --out data/stvla-sim-pack --modes none raw A B C C@7
 python -m stvla_core.train decode --pack data/stvla-sim-pack     (frames.npy, shared by parallel runs)
+python -m stvla_core.train merge data/clean-pack data/perturbed-pack --out data/both-pack
 python -m stvla_core.train run --pack data/stvla-sim-pack --run-dir runs/stvla-s [--steps 6000 ...]
 python -m stvla_core.train run --config runs/stvla-s/config.json     (resume, or rerun a config)
 python -m stvla_core.train rows --config recipe.json --modes none raw C --runs-root runs/ablation
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from stvla_core.traces import TraceConfig
 from stvla_core.train.config import TrainConfig
-from stvla_core.train.pack import DEPTH_MODES, PackConfig, decode_frames, prepare_pack
+from stvla_core.train.pack import DEPTH_MODES, PackConfig, decode_frames, merge_packs, prepare_pack
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     de = sub.add_parser("decode", help="decode a pack's videos once into frames.npy, for parallel runs")
     de.add_argument("--pack", required=True)
     de.add_argument("--workers", type=int, default=None)
+    me = sub.add_parser("merge", help="one pack from several packs of one camera and trace setup")
+    me.add_argument("packs", nargs="+")
+    me.add_argument("--out", required=True)
+    me.add_argument("--modes", nargs="+", default=None, help="default: the depth modes every pack holds")
     ro = sub.add_parser("rows", help="one run per depth input at equal budget, in parallel on one GPU")
     ro.add_argument("--config", required=True, help="the recipe: a TrainConfig JSON file")
     ro.add_argument("--modes", nargs="+", required=True, metavar="MODE")
@@ -113,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("rows", "unbundle", "record"):
             return _rows(args)
+        if args.command == "merge":
+            print(f"wrote {merge_packs(args.packs, args.out, args.modes)}")
+            return 0
         if args.command == "decode":
             print(f"wrote {decode_frames(args.pack, args.workers)}")
             return 0

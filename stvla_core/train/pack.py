@@ -16,6 +16,9 @@ OpenCV in worker processes when training starts.
     pack/frames.npy         optional: every frame decoded (`decode_frames`), for several runs
                             that share one machine
 
+Packs of one camera and trace setup made from several datasets (e.g. clean and perturbed
+demonstrations) merge into one (`merge_packs`): each keeps its videos under part<i>/ and its split.
+
 Depth modes: "none" (zeros: the Ego3D encoder sees no depth), "raw" (the frame's own depth),
 "A", "B", "C" (traced over the trace config's buffer), and "C@7" and the like: a traced variant
 over another buffer length (the paper's 7 / 15 / 30 comparison). The held-out split is the last
@@ -290,3 +293,65 @@ def load_pack(path: str | Path, modes: list[str] | None = None, workers: int | N
             raise EpisodeError(f"pack {root}: {depth_file(m)} holds {d.shape[0]} frames, samples {n}")
         depth[m] = d.astype(np.float32) * unit
     return Pack(meta, frames, data["actions"].astype(np.float32), data["episode"], data["frame"], depth)
+
+
+# what packs must share to be merged: the model reads their frames and depth the same way
+_SHARED_META = ("video_key", "intrinsics", "frame_hw", "grid", "depth_unit_m")
+
+
+def merge_packs(paths: list[str | Path], out: str | Path, modes: list[str] | None = None) -> Path:
+    """One pack holding the episodes of `paths` in order (videos under part<i>/, splits kept), with
+    the depth modes they all hold (or `modes`); written to a temporary folder, then renamed."""
+    roots, out = [Path(p) for p in paths], Path(out)
+    if len(roots) < 2:
+        raise ValueError(f"merge: expected at least two packs, found {len(roots)}")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose a new folder for the merged pack")
+    metas = [_read_meta(r) for r in roots]
+    for key in _SHARED_META:
+        for root, meta in zip(roots[1:], metas[1:], strict=True):
+            if meta.get(key) != metas[0].get(key):
+                raise ValueError(
+                    f"merge: packs differ in {key}: {roots[0]} has {metas[0].get(key)!r}, {root} has {meta.get(key)!r}"
+                )
+    for root, meta in zip(roots[1:], metas[1:], strict=True):
+        if meta["config"]["trace"] != metas[0]["config"]["trace"]:
+            raise ValueError(f"merge: {root} was traced with other settings than {roots[0]} (config.trace)")
+    held = [
+        {m for m in meta["config"]["modes"] if (r / depth_file(m)).is_file()}
+        for r, meta in zip(roots, metas, strict=True)
+    ]
+    common = sorted(set.intersection(*held))
+    modes = modes or common
+    missing = {str(r): sorted(set(modes) - h) for r, h in zip(roots, held, strict=True) if set(modes) - h}
+    if not modes or missing:
+        raise ValueError(f"merge: no depth mode held by every pack; missing {missing or 'all'}")
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    episodes, arrays, depth = [], {"episode": [], "frame": [], "actions": []}, {m: [] for m in modes}
+    for i, (root, meta) in enumerate(zip(roots, metas, strict=True)):
+        data = np.load(root / SAMPLES)
+        arrays["episode"].append(data["episode"] + len(episodes))
+        arrays["frame"].append(data["frame"])
+        arrays["actions"].append(data["actions"])
+        for m in modes:
+            depth[m].append(np.load(root / depth_file(m))["depth"])
+        for e in meta["episodes"]:
+            episodes.append({**e, "video": f"part{i}/{e['video']}", "source": str(meta["config"]["dataset"])})
+        for v in sorted({e["video"] for e in meta["episodes"]}):
+            (tmp / f"part{i}" / v).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / v, tmp / f"part{i}" / v)
+    np.savez_compressed(tmp / SAMPLES, **{k: np.concatenate(v) for k, v in arrays.items()})
+    for m in modes:
+        np.savez_compressed(tmp / depth_file(m), depth=np.concatenate(depth[m]))
+    meta = {
+        **{k: metas[0][k] for k in _SHARED_META},
+        "config": {**metas[0]["config"], "modes": modes, "dataset": [m["config"]["dataset"] for m in metas]},
+        "merged_from": [str(r) for r in roots],
+        "tasks": sorted({t for m in metas for t in m["tasks"]}),
+        "episodes": episodes,
+    }
+    (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, out)
+    return out
