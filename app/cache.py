@@ -211,7 +211,8 @@ class EpisodeRun:
             self._wanted = t
 
     def compare(self, t: int) -> StepComparison:
-        """The depth-input comparison of step t: from the cache, or computed now and cached."""
+        """The depth-input comparison of step t: from the cache, or computed now and cached (its
+        HTML also written as NNNNN_compare.html into image_dir)."""
         hit = self.comparisons[t]
         if hit is not None:
             return hit
@@ -219,7 +220,10 @@ class EpisodeRun:
             if self.comparisons[t] is None:
                 preds = self.policy.predict_modes(self.episode, t, self.modes)
                 reference = self.policy.config.trace.variant
-                self.comparisons[t] = compare_step(preds, self.episode.actions, reference)
+                cmp = compare_step(preds, self.episode.actions, reference)
+                # next to the step's pictures, for the browser to show it on the slider's input
+                (self.image_dir / f"{t:05d}_compare.html").write_text(cmp.html, encoding="utf-8")
+                self.comparisons[t] = cmp
             return self.comparisons[t]  # type: ignore[return-value]
 
     def errors(self) -> tuple[dict[str, Any], pd.DataFrame]:

@@ -158,6 +158,7 @@ class Inspector:
         thickness: float,
         policy: str = "",
         shown: str = "",
+        compared: str = "",
         session: str = "",
     ) -> tuple[Any, ...]:
         """Outputs STEP_OUTPUTS for step t. Reads the cache; computes only a step not cached yet.
@@ -165,7 +166,8 @@ class Inspector:
         `shown` is the image folder from which the browser already put this step's pictures on
         screen (app/layout.py: STEPPING_JS, once every step is cached); when it is this run's folder the
         pictures are not sent again, so an answer to an older slider position cannot overwrite a
-        newer one. Any other value (a stale folder after new settings) gets the pictures."""
+        newer one. Any other value (a stale folder after new settings) gets the pictures.
+        `compared` is the same for the step's depth-input comparison (once every step is compared)."""
         if not episode_id:
             return self.blank("choose or upload an episode")
         try:
@@ -179,6 +181,8 @@ class Inspector:
         out = list(self.present(run, view))
         if shown and shown == image_url_dir(run):
             out[IMAGE_OUTPUTS] = [gr.skip()] * len(out[IMAGE_OUTPUTS])
+        if compared and compared == image_url_dir(run):
+            out[-1] = gr.skip()
         return tuple(out)
 
     def present(self, run: EpisodeRun, view: StepView) -> tuple[Any, ...]:
@@ -382,7 +386,8 @@ def view_key(episode_id: str, view: ViewSettings) -> str:
 
 def progress_html(run: EpisodeRun) -> str:
     """Progress bar of the precompute. Once every step's pictures are on disk it also carries
-    their folder and the inputs they belong to, for the browser to step through on its own."""
+    their folder and the inputs they belong to, for the browser to step through on its own; and
+    `data-compared` once every step's comparison is there too."""
     n, total = run.done, len(run.steps)
     if run.error:
         state = "stopped by an error"
@@ -398,6 +403,8 @@ def progress_html(run: EpisodeRun) -> str:
         ready = (
             f" data-dir='{html.escape(image_url_dir(run), quote=True)}' data-key='{key}' data-steps='{total}'"
         )
+        if run.compared == total:
+            ready += " data-compared='1'"
     compared = "stopped" if run.compare_error else f"{run.compared}/{total}"
     return (
         f"<div class='stvla-progress'{ready}><progress value='{n}' max='{total}'></progress> "

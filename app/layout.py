@@ -62,19 +62,24 @@ STEP_IMAGES |= {f"variant-{v}": v for v in VARIANTS} | {"legend": "legend"}
 # machinery (~50 ms) and the server's answer. `Inspector.render` is told through the hidden `shown`
 # input and then sends no pictures, so an answer for an older slider position cannot overwrite a
 # newer one. Changing a control or the episode forgets the folder until the next one is ready.
+# The step's depth-input comparison (NNNNN_compare.html, same folder) goes the same way once every
+# step is compared (`data-compared`; the hidden `compared` input): the browser fetches them all and
+# sets the comparison component's value through the setter COMPARE_JS registers.
 STEPPING_JS = """() => {
     if (window.stvlaSwap) return;
     const parts = __PARTS__;
-    const url = (dir, t, part) => ((window.gradio_config && window.gradio_config.root) || '')
-        + '/gradio_api/file=' + encodeURI(dir + String(t).padStart(5, '0') + '_' + part + '.png');
-    const ready = () => {
+    const url = (dir, t, part, ext = '.png') => ((window.gradio_config && window.gradio_config.root) || '')
+        + '/gradio_api/file=' + encodeURI(dir + String(t).padStart(5, '0') + '_' + part + ext);
+    const ready = (t, key) => {
         const p = document.querySelector('#progress .stvla-progress');
-        return p && p.dataset.dir && !window.stvlaForgotten ? p : null;
+        if (!p || !p.dataset.dir || window.stvlaForgotten) return null;
+        if (key !== undefined && p.dataset.key !== key) return null;
+        return t >= 0 && t < Number(p.dataset.steps) ? p : null;
     };
     window.stvlaSwap = (t, key) => {
-        const p = ready();
         t = Math.round(Number(t));
-        if (!p || (key !== undefined && p.dataset.key !== key) || !(t >= 0 && t < Number(p.dataset.steps))) return '';
+        const p = ready(t, key);
+        if (!p) return '';
         const imgs = Object.entries(parts).map(([id, part]) => [document.querySelector('#' + id + ' img'), part]);
         if (!imgs.every(([img]) => img)) return '';
         for (const [img, part] of imgs) {
@@ -83,32 +88,60 @@ STEPPING_JS = """() => {
         }
         return p.dataset.dir;
     };
+    window.stvlaShowCompare = (t, key) => {
+        t = Math.round(Number(t));
+        const p = ready(t, key), c = window.stvlaCompares;
+        if (!p || !c || c.dir !== p.dataset.dir || c.html[t] === undefined || !window.stvlaSetCompare) return '';
+        window.stvlaSetCompare(c.html[t]);
+        return c.dir;
+    };
     window.stvlaForget = () => { window.stvlaForgotten = true; };
     window.stvlaPreload = () => {
         const p = document.querySelector('#progress .stvla-progress');
         if (p && p.dataset.dir) window.stvlaForgotten = false;
-        if (!p || !p.dataset.dir || window.stvlaPreloaded === p.dataset.dir) return;
-        window.stvlaPreloaded = p.dataset.dir;
-        window.stvlaImages = [];
-        for (let t = 0; t < Number(p.dataset.steps); t++) {
-            for (const part of Object.values(parts)) {
-                const img = new Image();
-                img.src = url(p.dataset.dir, t, part);
-                window.stvlaImages.push(img);
+        if (!p || !p.dataset.dir) return;
+        const dir = p.dataset.dir, steps = Number(p.dataset.steps);
+        if (window.stvlaPreloaded !== dir) {
+            window.stvlaPreloaded = dir;
+            window.stvlaImages = [];
+            for (let t = 0; t < steps; t++) {
+                for (const part of Object.values(parts)) {
+                    const img = new Image();
+                    img.src = url(dir, t, part);
+                    window.stvlaImages.push(img);
+                }
+            }
+        }
+        if (p.dataset.compared && (!window.stvlaCompares || window.stvlaCompares.dir !== dir)) {
+            const c = {dir, html: new Array(steps), loaded: 0};
+            window.stvlaCompares = c;
+            for (let t = 0; t < steps; t++) {
+                fetch(url(dir, t, 'compare', '.html'))
+                    .then((r) => (r.ok ? r.text() : undefined))
+                    .then((h) => { if (h !== undefined) { c.html[t] = h; c.loaded += 1; } })
+                    .catch(() => {});  // that step's comparison keeps coming from the server
             }
         }
     };
     document.addEventListener('input', (e) => {
-        if (e.target && e.target.closest && e.target.closest('#frame')) window.stvlaSwap(e.target.value);
+        if (e.target && e.target.closest && e.target.closest('#frame')) {
+            window.stvlaSwap(e.target.value);
+            window.stvlaShowCompare(e.target.value);
+        }
     }, true);
     window.stvlaPreload();
 }""".replace("__PARTS__", json.dumps(STEP_IMAGES))
-SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, policy, shown) => {
+# The comparison component's own setter: its value changes as if the server had sent it.
+COMPARE_JS = "window.stvlaSetCompare = (html) => { props.value = html; };"
+SWAP_IMAGES_JS = """(episode, t, buffer, tracker, depth, k, thickness, policy, shown, compared) => {
     const key = [episode, buffer, tracker, depth, k, thickness, policy].join('|');
     shown = window.stvlaSwap ? window.stvlaSwap(t, key) : '';
+    compared = window.stvlaShowCompare ? window.stvlaShowCompare(t, key) : '';
     (__MARK__)(t);  // the marker, after the pictures are painted
-    return [episode, t, buffer, tracker, depth, k, thickness, policy, shown];
+    return [episode, t, buffer, tracker, depth, k, thickness, policy, shown, compared];
 }""".replace("__MARK__", MARK_STEP_JS)
+# A comparison sent by the server for an older step (a poll in flight) catches up with the slider.
+COMPARE_CATCH_UP_JS = "(t) => { if (window.stvlaShowCompare) window.stvlaShowCompare(t); }"
 FORGET_JS = "() => { if (window.stvlaForget) window.stvlaForget(); }"
 PRELOAD_JS = "() => { if (window.stvlaPreload) window.stvlaPreload(); }"
 PLAY_INTERVAL_S = 0.1
@@ -241,7 +274,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         "**Depth inputs compared: what each one does to the policy's actions** (this step; computed in "
         "the background, the step on screen first)"
     )
-    compare = gr.HTML(elem_id="compare")
+    compare = gr.HTML(elem_id="compare", js_on_load=COMPARE_JS)
     variant_errors = gr.HTML(elem_id="variant-errors")
     errors_plot = gr.Plot(
         label="Action error per step and depth input (mean |predicted − recorded| of the executed action)",
@@ -265,12 +298,13 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         plot_at, inputs, [plot], show_progress="hidden"
     )
     shown = gr.Textbox("", visible=False, label="shown")  # see STEPPING_JS; "" for API callers
+    compared = gr.Textbox("", visible=False, label="compared")  # the same for the comparison
     progress.change(None, None, None, js=PRELOAD_JS)
     for source in (episode, *controls):
         source.change(None, None, None, js=FORGET_JS)
     slider.change(
         render,
-        [*inputs, shown],
+        [*inputs, shown, compared],
         step,
         js=SWAP_IMAGES_JS,
         show_progress="hidden",
@@ -278,6 +312,7 @@ def _inspector(insp: Inspector, tracker: str, depth: str) -> dict:
         queue=False,
     )
     plot.change(None, [slider], None, js=MARK_STEP_JS)  # a chart sent for an older step catches up
+    compare.change(None, [slider], None, js=COMPARE_CATCH_UP_JS)
     for ctl in controls:
         ctl.change(render, inputs, step, show_progress="hidden", trigger_mode="always_last").then(
             plot_at, inputs, [plot], show_progress="hidden", trigger_mode="always_last"

@@ -1,7 +1,8 @@
 """Slider latency of the inspector: answering a step over a cached episode against the naive path
 (recompute the step from scratch: trace window, depth, policy, pictures), and the round trip
 through the launched app (gradio_client; --browser adds chromium: slider moved -> all three
-variant images replaced, measured from Playwright and inside the page from the input event).
+variant images replaced, measured from Playwright; and inside the page from the input event to the
+pictures painted, the server's text and the step's depth-input comparison shown).
 
 python benchmarks/bench_slider_latency.py [--episode NAME] [--moves 60] [--client] [--browser]
 
@@ -10,6 +11,7 @@ NAME is a bundled episode (assets/episodes/NAME.npz; default the first one)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,30 +88,34 @@ def bench_client(episode_id: str, moves: list[int]) -> list[float]:
         return out
 
 
-# In the page: from the slider's input event to all seven pictures of the step loaded and a frame
-# painted; and, for comparison, until the server's answer has updated the text (what the pictures
-# waited for before the browser swapped them itself) and the step's depth-input comparison.
+# In the page: from the slider's input event to all seven pictures of the step loaded, to the
+# server's answer having updated the text, and to the step's depth-input comparison shown; each
+# timed on its own, at the first animation frame that finds it on the page (and then paints it).
 IN_PAGE_JS = """async ([t, ids]) => {
     const input = document.querySelector('#frame input[type=range]');
     const info = document.querySelector('#info');
     const before = ids.map(id => document.querySelector('#' + id + ' img').getAttribute('src'));
     const frame = () => new Promise(res => requestAnimationFrame(() => res()));
+    const compared = "#compare .stvla-compare[data-step='" + t + "']:not([data-pending])";
+    const checks = [
+        () => ids.every((id, i) => {
+            const img = document.querySelector('#' + id + ' img');
+            return img.complete && img.getAttribute('src') !== before[i];
+        }),
+        () => info.innerText.includes('frame ' + t + ' '),
+        () => !!document.querySelector(compared),
+    ];
+    const done = checks.map(() => null);
     const start = performance.now();
     input.value = String(t);
     input.dispatchEvent(new Event('input', {bubbles: true}));
     input.dispatchEvent(new Event('change', {bubbles: true}));
-    const shown = () => ids.every((id, i) => {
-        const img = document.querySelector('#' + id + ' img');
-        return img.complete && img.getAttribute('src') !== before[i];
-    });
-    while (!shown()) await frame();
-    await frame();
-    const pictures = performance.now() - start;
-    while (!info.innerText.includes('frame ' + t + ' ')) await frame();
-    const text = performance.now() - start;
-    const compared = "#compare .stvla-compare[data-step='" + t + "']:not([data-pending])";
-    while (!document.querySelector(compared)) await frame();
-    return [pictures, text, performance.now() - start];
+    while (done.some(d => d === null)) {
+        await frame();  // what is on the page in this frame's callback is painted right after it
+        const now = performance.now() - start;
+        checks.forEach((check, i) => { if (done[i] === null && check()) done[i] = now; });
+    }
+    return done;
 }"""
 
 
@@ -118,7 +124,7 @@ def bench_browser(
 ) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     from app_server import running_app
     from playwright.sync_api import sync_playwright
-    from test_app_browser import ARGS, PLOT_MARKER, VARIANT_IMAGES
+    from test_app_browser import ALL_COMPARED_JS, ARGS, PLOT_MARKER, VARIANT_IMAGES
 
     from app.layout import STEP_IMAGES
 
@@ -128,18 +134,14 @@ def bench_browser(
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(url)
         page.wait_for_selector("#variant-C img", timeout=60_000)
-        page.wait_for_function(
-            "() => document.querySelector('#progress')?.innerText.includes('all steps cached')"
-            " && /depth inputs compared: (\\d+)\\/\\1/.test(document.querySelector('#progress').innerText)",
-            timeout=600_000,
-        )
+        page.wait_for_function(ALL_COMPARED_JS, timeout=600_000)
         page.wait_for_timeout(1000)  # the browser loads every step's pictures once
         last = -1
         for t in moves:
             if t == last:
                 continue
-            p, txt, cmp = page.evaluate(IN_PAGE_JS, [t, list(STEP_IMAGES)])
-            pictures.append(p)
+            pic, txt, cmp = page.evaluate(IN_PAGE_JS, [t, list(STEP_IMAGES)])
+            pictures.append(pic)
             text.append(txt)
             compared.append(cmp)
             page.wait_for_timeout(100)  # a user's next move
@@ -179,7 +181,8 @@ def main() -> None:
     ap.add_argument("--client", action="store_true", help="also the round trip through the launched app")
     ap.add_argument("--browser", action="store_true", help="also chromium: slider -> new images shown")
     args = ap.parse_args()
-    ctx = AppContext.create(AppSettings())
+    # the policy the launched app runs (tests/app_server.py), as the header line says
+    ctx = AppContext.create(AppSettings(policy=os.environ.get("STVLA_POLICY", "tiny")))
     insp = Inspector(ctx)
     choices = insp.episode_choices()
     if not choices:
@@ -188,7 +191,8 @@ def main() -> None:
     ep = ctx.store.get(episode_id)
     moves = slider_moves(ep.num_frames, args.moves)
     print(
-        f"episode {label}: {ep.num_frames} frames {ep.size[1]}x{ep.size[0]}; b=30, lk, episode depth, tiny policy"
+        f"episode {label}: {ep.num_frames} frames {ep.size[1]}x{ep.size[0]}; b=30, lk, episode depth, "
+        f"policy {ctx.settings.policy}"
     )
     print(f"{'path':<52} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     try:
@@ -209,6 +213,8 @@ def main() -> None:
         print(f"{'chromium in page: input event -> 7 pictures painted':<52} {percentiles(pictures)}")
         print(f"{'chromium in page: input event -> server text shown':<52} {percentiles(text)}")
         print(f"{'chromium in page: input event -> depth inputs compared':<52} {percentiles(compared)}")
+        lag = [c - p for c, p in zip(compared, pictures, strict=True)]
+        print(f"{'chromium in page: comparison later than pictures by':<52} {percentiles(lag)}")
 
 
 if __name__ == "__main__":

@@ -227,6 +227,35 @@ def test_the_variant_comparison_appears_and_follows_the_step(page) -> None:
     page.screenshot(path=str(ARTIFACTS / "variant-comparison-step9.png"), full_page=True)
 
 
+# Every step cached and compared, and the browser holding every step's comparison (STEPPING_JS).
+ALL_COMPARED_JS = """() => {
+    const p = document.querySelector('#progress .stvla-progress');
+    const c = window.stvlaCompares;
+    return !!(p && p.innerText.includes('all steps cached') && p.dataset.compared
+        && c && c.dir === p.dataset.dir && c.loaded === Number(p.dataset.steps));
+}"""
+SHOW_COMPARE_ON_INPUT_JS = """async (t) => {
+    const input = document.querySelector('#frame input[type=range]');
+    input.value = String(t);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    await Promise.resolve();  // the component redraws in a microtask; no answer can land before it
+    return document.querySelector('#compare .stvla-compare')?.dataset.step;
+}"""
+
+
+def test_once_compared_the_browser_shows_each_steps_comparison_itself(page) -> None:
+    page.wait_for_function(ALL_COMPARED_JS, timeout=600_000)
+    for t in (6, 7, 21, 2):
+        assert page.evaluate(SHOW_COMPARE_ON_INPUT_JS, t) == str(t)
+        page.wait_for_function(f"() => document.querySelector('#info')?.innerText.includes('frame {t} ')")
+        page.wait_for_timeout(300)  # the server's answer has landed: the comparison is still step t's
+        shown = page.locator("#compare .stvla-compare")
+        assert shown.get_attribute("data-step") == str(t) and shown.get_attribute("data-pending") is None
+        rows = page.locator("#compare .stvla-compare-actions tr[data-mode]")
+        assert [r.get_attribute("data-mode") for r in rows.all()] == ["model", "raw", "A", "B", "C"]
+    page.locator("#compare").screenshot(path=str(ARTIFACTS / "variant-comparison-step2-in-browser.png"))
+
+
 def test_episode_3_of_an_uploaded_lerobot_zip(served, tmp_path: Path) -> None:
     from episode_fixtures import make_lerobot_v30, zip_dataset
 

@@ -133,6 +133,21 @@ def test_the_step_on_screen_is_compared_first(tmp_path: Path, policy: Policy) ->
     assert run.finished and run.compared == T
 
 
+def test_progress_offers_the_comparisons_only_once_all_are_compared(tmp_path: Path, policy: Policy) -> None:
+    from app.inspector import progress_html
+
+    ep = translating_episode(t=4, h=48, w=64)
+    run = EpisodeRun(("bundled:x.npz", ViewSettings(8)), ep, policy, ViewSettings(8), tmp_path)
+    for t in range(4):
+        run.step(t)
+    run.compare(1)
+    assert "data-dir=" in progress_html(run) and "data-compared" not in progress_html(run)
+    assert sorted(p.name for p in run.image_dir.glob("*.html")) == ["00001_compare.html"]
+    for t in range(4):
+        run.compare(t)
+    assert "data-compared='1'" in progress_html(run) and "depth inputs compared: 4/4" in progress_html(run)
+
+
 def test_a_comparison_that_fails_stops_comparisons_only(tmp_path: Path, policy: Policy) -> None:
     ep = translating_episode(t=6, h=48, w=64)
     run = EpisodeRun(("y",), ep, policy, ViewSettings(8, "lk", "episode", 5, 2), tmp_path)

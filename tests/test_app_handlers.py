@@ -229,6 +229,21 @@ def test_a_cached_run_hands_its_picture_folder_to_the_browser(insp: Inspector) -
     assert full[7] == str(run.image_dir / "00003_C.png")
 
 
+def test_a_compared_run_hands_each_steps_comparison_to_the_browser(insp: Inspector) -> None:
+    run = finished(insp, "bundled:right.npz")
+    folder = f"{run.image_dir.as_posix()}/"
+    assert "data-compared='1'" in insp.poll("bundled:right.npz", 3, "", *CONTROLS)[0]
+    for t in range(T):  # the comparison the browser fetches is the one the server would send
+        html = (run.image_dir / f"{t:05d}_compare.html").read_text(encoding="utf-8")
+        assert html == run.comparisons[t].html and f"data-step='{t}'" in html
+    # the browser already shows this folder's comparison of step 5: the answer leaves it alone
+    out = insp.render("bundled:right.npz", 5, *CONTROLS, shown=folder, compared=folder)
+    assert out[-1] == {"__type__": "update"} and "frame 5" in out[1] and "<table" in out[9]
+    # a stale folder (other settings), or none (API callers), gets the comparison
+    for stale in ("/tmp/run-older/", ""):
+        assert insp.render("bundled:right.npz", 5, *CONTROLS, compared=stale)[-1] == run.comparisons[5].html
+
+
 def test_unbuildable_backends_and_bad_uploads_show_errors(insp: Inspector, tmp_path: Path) -> None:
     out = insp.render("bundled:right.npz", 2, 8, "cotracker3", "episode", 5, 2)
     assert "stvla-error" in out[0] and "cotracker3" in out[0] and out[3] is None
