@@ -150,6 +150,8 @@ def make_stvla(
     tracker: str | None = None,
     depth_source: str | None = None,
     depth_mode: str | None = None,
+    action_ensemble: bool = True,
+    ensemble_temp: float | None = None,
     seed: int = 0,
 ) -> Policy:
     """The ST-VLA policy from flat JSON settings: `checkpoint` a local folder or hub id of a
@@ -158,7 +160,9 @@ def make_stvla(
     Trace settings left out are the checkpoint's own (those it was trained with, when it records
     them), else the defaults (C, 30, lk, episode depth); `depth_mode` left out is the depth input
     the checkpoint was trained on ("traced" unless it records another), "model" gives plain
-    SpatialVLA."""
+    SpatialVLA. `action_ensemble` false executes each step's newest chunk[0] instead of SimplerEnv's
+    temporal ensemble of the last chunks; `ensemble_temp` weighs the chunk predicted i steps ago by
+    exp(temp * i) (default SimplerEnv's -0.8: newer chunks weigh more; 0 averages them alike)."""
     from dataclasses import replace
 
     from stvla_core.model.shipped import default_checkpoint
@@ -169,7 +173,11 @@ def make_stvla(
         checkpoint = default_checkpoint()
     given = {"variant": variant, "buffer": buffer, "tracker": tracker, "depth": depth_source}
     trace = replace(checkpoint_trace_config(checkpoint), **{k: v for k, v in given.items() if v is not None})
-    config = PolicyConfig(depth=depth_mode or checkpoint_depth_input(checkpoint), trace=trace)
+    config = PolicyConfig(
+        depth=depth_mode or checkpoint_depth_input(checkpoint), trace=trace, action_ensemble=action_ensemble
+    )
+    if ensemble_temp is not None:
+        config = replace(config, ensemble_temp=float(ensemble_temp))
     if checkpoint == "tiny":
         return STVLAPolicy.tiny(config, seed)
     return STVLAPolicy.from_pretrained(checkpoint, config)
