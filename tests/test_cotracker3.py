@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import translating_episode
 
+from stvla_core.cuda_graphs import HostTransferGuard
 from stvla_core.tracking import TRACKERS, Clip, TrackerUnavailableError, Tracks
-from stvla_core.tracking.cotracker3.network import CoTrackerThreeOffline, CoTrackerThreeOnline
+from stvla_core.tracking.cotracker3.network import CoTrackerThreeOffline, CoTrackerThreeOnline, pair
 from stvla_core.tracking.cotracker3.predictor import (
     CHECKPOINT_URLS,
     CoTracker3Predictor,
@@ -269,15 +270,23 @@ def test_online_default_is_the_networks_answer_for_the_queries_alone_query_frame
     np.testing.assert_array_equal(pts_p[1:], pts[1:])
 
 
-def test_tracking_cached_features_never_syncs_with_the_host():
-    """What `graphs=True` captures (tracking a window of cached feature maps) must hold no host
-    sync; on the meta device every such read raises."""
+@pytest.mark.parametrize("cls", [CoTrackerThreeOnline, CoTrackerThreeOffline])
+def test_tracking_cached_features_is_capturable(cls):
+    """What `graphs=True` captures (tracking a window of cached feature maps) must neither read
+    the device on the host nor copy host data to it (an H200 capture failed on a `new_tensor`);
+    on the meta device under the guard every such call raises."""
     with torch.device("meta"):
-        net = CoTrackerThreeOnline(stride=4, corr_radius=3, window_len=16, model_resolution=(224, 224))
-    xy, vis, conf = net.track(
-        torch.empty(1, 30, 128, 56, 56, device="meta"), torch.empty(1, 900, 3, device="meta"), 2
-    )
+        net = cls(stride=4, corr_radius=3, window_len=16, model_resolution=(224, 224))
+    with HostTransferGuard():
+        xy, vis, conf = net.track(
+            torch.empty(1, 30, 128, 56, 56, device="meta"), torch.empty(1, 900, 3, device="meta"), 2
+        )
     assert xy.shape == (1, 30, 900, 2) and vis.shape == conf.shape == (1, 30, 900)
+
+
+def test_pair_equals_new_tensor():
+    xy = torch.rand(3, 2, dtype=torch.bfloat16)
+    torch.testing.assert_close(pair(xy, 2 / 55, 2 / 37), xy.new_tensor([2 / 55, 2 / 37]), rtol=0, atol=0)
 
 
 def test_amp_and_graph_options(episode):

@@ -164,7 +164,9 @@ class CoTracker3Predictor:
         dtype = AMP_DTYPES[self.config.amp]
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(torch.device(self.config.device).type, dtype=dtype)
+        # a captured graph must not use casts cached outside it (torch.cuda.graphs' rule)
+        device = torch.device(self.config.device).type
+        return torch.autocast(device, dtype=dtype, cache_enabled=not self.config.graphs)
 
     @property
     def native(self) -> bool:
