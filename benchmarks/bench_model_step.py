@@ -46,7 +46,7 @@ from stvla_core.model import (  # noqa: E402
     tiny_model,
 )
 from stvla_core.model.fast_generation import FastGenerator  # noqa: E402
-from stvla_core.model.processing_spatialvla import SpatialVLAProcessor  # noqa: E402
+from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProcessor  # noqa: E402
 from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
@@ -256,10 +256,52 @@ class Bench:
         out["steps"] = a.warmup + a.batch_steps
         self.result["batched"] = out
 
+    def batched_numerics(self) -> None:
+        """Where batched fast tokens may part from the reference's: one batch of B prompts (the
+        first frame of each environment's episode) through the reference twice (is it
+        deterministic?), the fast path without CUDA graphs (the static cache alone) and with them
+        (the captured kernels), and each prompt alone through the reference. Per pair: equal
+        token ids, and the largest gap in the chosen tokens' probabilities."""
+        b = self.args.batch
+        eps = [self.episodes[i % len(self.episodes)] for i in range(b)]
+        items = [
+            self.processor(e.frames[0], f"{e.instruction} (robot {i})", e.depth[0], e.intrinsics)
+            for i, e in enumerate(eps)
+        ]
+        batch = ModelInputs.stack(items, self.model.config.pad_token_id).to(self.device)
+        args = (batch.input_ids, batch.pixel_values, batch.intrinsics, batch.depth)
+        m, k = self.model, self.k
+        mask = batch.attention_mask
+        with torch.no_grad():
+            gens = {
+                "reference": m.generate(*args, k, self.ranges, attention_mask=mask),
+                "reference again": m.generate(*args, k, self.ranges, attention_mask=mask),
+                "fast, no graphs": FastGenerator(m, k, self.ranges, graphs=False)(*args, attention_mask=mask),
+                "fast": FastGenerator(m, k, self.ranges, graphs=not self.args.no_graphs)(
+                    *args, attention_mask=mask
+                ),
+            }
+            runs = {name: (g.token_ids, g.probs) for name, g in gens.items()}
+            alone = []
+            for x in items:
+                x = x.to(self.device)
+                alone.append(m.generate(x.input_ids, x.pixel_values, x.intrinsics, x.depth, k, self.ranges))
+        runs["reference, one prompt at a time"] = (
+            torch.cat([g.token_ids for g in alone]),
+            torch.cat([g.probs for g in alone]),
+        )
+        ref_ids, ref_probs = runs.pop("reference")
+        out = {}
+        for name, (ids, probs) in runs.items():
+            differ = int((ids != ref_ids).sum().item())
+            gap = (probs.float() - ref_probs.float()).abs().max().item()
+            out[name] = {"tokens_differing": differ, "max_prob_gap": round(gap, 6)}
+        self.result["batched_numerics"] = out
+
     def run(self) -> dict:
         sections = [("query", self.query_stages), ("closed loop", self.closed_loop)]
         if self.args.batch:
-            sections.append(("batched", self.batched))
+            sections += [("batched", self.batched), ("batched numerics", self.batched_numerics)]
         for name, fn in sections:
             try:
                 fn()

@@ -73,6 +73,16 @@ def markdown(result: dict) -> str:
         lines.append(
             f"\nBatched tokens, fast vs reference: {b['steps'] - b['mismatched_steps']} of {b['steps']} steps equal."
         )
+    numerics = result.get("batched_numerics")
+    if numerics:
+        lines += [
+            "",
+            "Batched numerics (one batch, tokens differing from the batched reference; largest gap in their probabilities):",
+        ]
+        lines += [
+            f"- {name}: {r['tokens_differing']} tokens, {r['max_prob_gap']:.2g}"
+            for name, r in numerics.items()
+        ]
     if result.get("errors"):
         lines += ["", "Errors: " + "; ".join(result["errors"])]
     return "\n".join(lines)

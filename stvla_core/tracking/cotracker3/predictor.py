@@ -153,8 +153,9 @@ class CoTracker3Predictor:
             SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
         )
         self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
-        # one graph per (window length, points); lengths met once while the buffer fills stay eager
-        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=3)
+        # one graph per (window length, points); lengths met once while the buffer fills stay
+        # eager, the full window's is captured on its second step
+        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=2)
 
     def _run_track(self, fmaps: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self._autocast():
