@@ -16,8 +16,13 @@ Ego3D + projector), prefill (the prompt through Gemma2 and the first token, meas
 prefill minus vision), decode (the other 11 tokens, the query minus vision + prefill), query (all
 of it); depth (the model's own ZoeDepth, per new frame, run outside the graph on both paths);
 then the closed loop, `Policy.step` with the tracker on a full b-frame buffer (filled through
-the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total. Then `BatchedPolicy` with B environments (bundled
-episodes, unequal prompts) in one forward: policy steps per second. p50 / p95 over --steps steps
+the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total;
+the reference path tracks as the official CoTracker3 predictor does (384 x 512, float32, every
+frame re-encoded every step), the fast path with --tracker-options (the frames' resolution,
+bf16, one new frame encoded per step, the tracking replayed from a CUDA graph), and the tokens
+are compared on the same traced input. Then `BatchedPolicy` with B environments (bundled
+episodes, unequal prompts) in one forward: policy steps per second; and where batched tokens
+could part (batched numerics). p50 / p95 over --steps steps
 after --warmup; CUDA peak memory per path. Results go to --json (benchmarks/bench_table.py turns
 that into the README table); the run fails if any fast token differs from the reference one."""
 
@@ -186,37 +191,50 @@ class Bench:
             self._derive(p, "decode", "query", "vision+prefill")
 
     # -- closed loop -------------------------------------------------------------------------
-    def _config(self, fast: bool) -> PolicyConfig:
+    def _config(self, fast: bool, tracker_options: str | None = None) -> PolicyConfig:
         a = self.args
-        opts = json.loads(a.tracker_options) if a.tracker_options else {}
+        options = a.tracker_options if tracker_options is None else tracker_options
         trace = TraceConfig(
-            buffer=a.buffer, tracker=a.tracker, depth="episode", variant="C", tracker_options=opts
+            buffer=a.buffer,
+            tracker=a.tracker,
+            depth="episode",
+            variant="C",
+            tracker_options=json.loads(options) if options else {},
         )
         return PolicyConfig(trace=trace, fast=fast)
 
     def closed_loop(self) -> None:
+        """Each path with its own tracker (the reference's: --reference-tracker-options). Tokens
+        are compared on the same input: the reference model also answers (untimed) on the fast
+        path's traced frame; how far the two trackers' tracks lie apart is reported beside."""
         a, ep = self.args, self.episodes[0]
-        policies = {p: Policy(self.model, self.processor, self._config(p == "fast")) for p in PATHS}
+        options = {"reference": a.reference_tracker_options, "fast": a.tracker_options}
+        policies = {
+            p: Policy(self.model, self.processor, self._config(p == "fast", options[p])) for p in PATHS
+        }
         for pol in policies.values():
             pol.reset(ep.instruction, ep.intrinsics)
             _fill(pol, ep, 0, a.buffer)
         times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
-        mismatched = 0
+        mismatched, gaps = 0, []
+        ref, fast = policies["reference"], policies["fast"]
         for i in range(a.warmup + a.steps):
             t = (a.buffer - 1 + i) % ep.num_frames
-            tokens = {}
             for p, pol in policies.items():
                 pol.step(ep.frames[t], ep.depth[t])
-                tokens[p] = pol.last.token_ids
                 if i >= a.warmup:
                     for key, ms in pol.timings.items():
                         times[p][key].append(ms)
-            mismatched += int(not np.array_equal(tokens["reference"], tokens["fast"]))
+            frame = fast.last.traced
+            same_input = ref._infer(ep.frames[t], frame, ep.instruction, ep.intrinsics, "traced", t)
+            mismatched += int(not np.array_equal(same_input.token_ids, fast.last.token_ids))
+            gaps.append(np.linalg.norm(ref.last.traced.tracks.points - frame.tracks.points, axis=-1).ravel())
         for p in PATHS:
             for key, ms in times[p].items():
                 self._record(p, f"Policy.step: {key}", ms)
         self.result["closed_loop_steps"] = a.warmup + a.steps
         self.result["closed_loop_mismatched_steps"] = mismatched
+        self.result["closed_loop_track_gap_px"] = round(float(np.median(np.concatenate(gaps))), 3)
 
     # -- batched -----------------------------------------------------------------------------
     def batched(self) -> None:
@@ -227,6 +245,7 @@ class Bench:
             for i, e in enumerate(eps)
         ]
         out: dict = {"batch": b}
+        # both paths track with --tracker-options: this section measures the batched model
         runs = {p: BatchedPolicy(self.model, self.processor, b, self._config(p == "fast")) for p in PATHS}
         for bp in runs.values():
             bp.reset(texts, [e.intrinsics for e in eps])
@@ -322,6 +341,7 @@ class Bench:
             action_tokens=self.k,
             tracker=self.args.tracker,
             tracker_options=json.loads(self.args.tracker_options or "{}"),
+            reference_tracker_options=json.loads(self.args.reference_tracker_options or "{}"),
             buffer=self.args.buffer,
             steps=self.args.steps,
             graphs=not self.args.no_graphs and self.device.type == "cuda",
@@ -351,6 +371,11 @@ def main() -> None:
     ap.add_argument(
         "--tracker-options", default="", help='JSON, e.g. \'{"device": "cuda", "pretrained": false}\''
     )
+    ap.add_argument(
+        "--reference-tracker-options",
+        help="JSON for the reference path's tracker in the closed loop; default for cotracker3: the "
+        "official predictor's way (384 x 512, float32, every frame re-encoded, no graphs)",
+    )
     ap.add_argument("--batch", type=int, default=16, help="environments for BatchedPolicy (0: skip)")
     ap.add_argument("--batch-steps", type=int, default=8)
     ap.add_argument("--no-graphs", action="store_true", help="fast path without CUDA graphs (debugging)")
@@ -372,6 +397,12 @@ def main() -> None:
         if dev.type == "cuda":
             opts.update(amp="bf16", graphs=True)
         args.tracker_options = json.dumps(opts)
+    if args.reference_tracker_options is None:
+        args.reference_tracker_options = args.tracker_options
+        if args.tracker.startswith("cotracker3"):
+            opts = json.loads(args.tracker_options)
+            opts.update(model_resolution=[384, 512], amp="none", graphs=False, incremental=False)
+            args.reference_tracker_options = json.dumps(opts)
 
     result = Bench(args).run()
     from bench_table import markdown  # noqa: PLC0415 (a sibling script)

@@ -56,8 +56,14 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"Action tokens, fast vs reference: single query {'equal' if result.get('query_tokens_equal') else 'DIFFERENT'}; "
-            f"closed loop {steps - result.get('closed_loop_mismatched_steps', 0)} of {steps} steps equal.",
+            f"closed loop {steps - result.get('closed_loop_mismatched_steps', 0)} of {steps} steps equal "
+            "(the reference model on the fast path's traced frame).",
         ]
+        if "closed_loop_track_gap_px" in result:
+            lines.append(
+                f"Reference tracker {json.dumps(result.get('reference_tracker_options', {}))}: its tracks lie "
+                f"a median {result['closed_loop_track_gap_px']:.2f} px from the fast tracker's."
+            )
     b = result.get("batched")
     if b:
         lines += [
