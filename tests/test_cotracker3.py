@@ -281,7 +281,9 @@ def test_tracking_cached_features_is_capturable(cls):
         xy, vis, conf = net.track(
             torch.empty(1, 30, 128, 56, 56, device="meta"), torch.empty(1, 900, 3, device="meta"), 2
         )
+        fmaps = net.encode(torch.empty(1, 1, 3, 224, 224, device="meta"))
     assert xy.shape == (1, 30, 900, 2) and vis.shape == conf.shape == (1, 30, 900)
+    assert fmaps.shape == (1, 1, 128, 56, 56)
 
 
 def test_pair_equals_new_tensor():
