@@ -49,11 +49,12 @@ def test_the_captured_query_never_syncs_with_the_host() -> None:
     gen = FastGenerator(meta, 12, proc.action_tokenizer.ranges())
     valid = torch.ones(1, inp.input_ids.shape[1] + 12, dtype=torch.bool, device="meta")
     with HostTransferGuard():  # nor copies host data to the device
-        ids, *_ = gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, inp.depth)
+        (siglip,) = gen._siglip(inp.pixel_values)
+        ids, *_ = gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, siglip, inp.depth)
     assert ids.shape == (1, 12) and ids.device.type == "meta"
     # ZoeDepth picks its metric head with .item(): this is why the fast path runs it outside
     with pytest.raises(RuntimeError, match="item"):
-        gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics)
+        gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, siglip)
 
 
 def test_fast_policy_steps_like_the_reference_policy() -> None:
