@@ -14,7 +14,9 @@ import pytest
 import torch
 from conftest import translating_episode
 
+from stvla_core.buffer import window_indices
 from stvla_core.cuda_graphs import HostTransferGuard
+from stvla_core.episodes import load_episode
 from stvla_core.tracking import TRACKERS, Clip, TrackerUnavailableError, Tracks
 from stvla_core.tracking.cotracker3.network import CoTrackerThreeOffline, CoTrackerThreeOnline, pair
 from stvla_core.tracking.cotracker3.predictor import (
@@ -303,3 +305,30 @@ def test_amp_and_graph_options(episode):
     half = TRACKERS.create("cotracker3", **FAST, amp="bf16").track(clip)
     assert half.points.dtype == np.float32 and half.points.shape == plain.points.shape
     assert np.abs(half.points - plain.points).max() < 2.0  # bf16 rounding, not another answer
+
+
+def test_fast_configuration_tracks_like_the_reference_against_the_oracle():
+    """The fast path's tracker (bf16, one new frame encoded per step, graphs on: eager on a CPU)
+    against the reference one (float32, every frame re-encoded) on a bundled episode, both
+    following the simulator's ground-truth points back through a window: the tracks lie within
+    0.5 px of each other (median) and their errors against the oracle, where it sees the points,
+    agree to 0.5 px. Random weights (no download in tests): this bounds what the fast
+    configuration changes, not how well CoTracker3 tracks (benchmarks/bench_cotracker3_resolution.py
+    measures that with the official weights)."""
+    ep = load_episode(Path(__file__).parents[1] / "assets" / "episodes" / "maniskill_pick.npz")
+    base = dict(pretrained=False, model_resolution=(112, 112), iters=2, support_grid=0)
+    reference = TRACKERS.create("cotracker3", **base, incremental=False)
+    fast = TRACKERS.create("cotracker3", **base, amp="bf16", graphs=True)
+    gaps, errors = [], {"reference": [], "fast": []}
+    for t in (4, 5, 6):
+        idx = window_indices(t, 6)
+        gt, seen = ep.gt_points[idx], ep.gt_visible[idx]
+        clip = Clip(ep.frames[idx], idx, queries=gt[-1], key="pick")
+        out = {"reference": reference.track(clip).points, "fast": fast.track(clip).points}
+        gaps.append(np.linalg.norm(out["fast"] - out["reference"], axis=-1).ravel())
+        for name, points in out.items():
+            errors[name].append(np.linalg.norm(points - gt, axis=-1)[seen])
+    assert fast.encoded == 5 + 2  # frames 0..4 at step 4, then one new frame a step
+    assert np.median(np.concatenate(gaps)) < 0.5
+    err = {name: np.median(np.concatenate(e)) for name, e in errors.items()}
+    assert abs(err["fast"] - err["reference"]) < 0.5
