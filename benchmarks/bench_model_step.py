@@ -90,11 +90,11 @@ def _episodes() -> list[Episode]:
 
 
 def _fill(policy: Policy, ep: Episode, start: int, buffer: int) -> None:
-    """Push the b - 1 frames before the first timed one through the policy's trace pipeline (not
-    the model), so every timed step tracks a full window of b frames."""
+    """Buffer the b - 1 frames before the first step in the policy's trace pipeline (untraced:
+    the warm-up steps encode them), so every step tracks a full window of b frames."""
     if policy.pipeline is not None:
         for t in range(start, start + buffer - 1):
-            policy.pipeline.push(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
+            policy.pipeline.feed(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
 
 
 def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
