@@ -415,12 +415,17 @@ class BatchedPolicy:
         depths = depths if depths is not None else [None] * self.batch
         if len(depths) != self.batch:
             raise ValueError(f"depths: expected {self.batch}, found {len(depths)}")
-        start = time.perf_counter()
-        items, sources, traced = [], [], []
-        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
+        for policy, rgb in zip(self.policies, frames, strict=True):
             if policy.instruction is None:
                 raise RuntimeError("call reset(instructions) before step()")
             check_rgb(rgb, "rgb")
+        start = time.perf_counter()
+        lead = self.policies[0]
+        siglip = None
+        if lead.config.fast:  # SigLIP of all B frames under way while each environment traces
+            siglip = lead._fast().see(torch.stack([self.processor.pixel_values(rgb) for rgb in frames]))
+        items, sources, traced = [], [], []
+        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
             frame = policy.pipeline.push(rgb, depth) if policy.pipeline is not None else None
             inputs, source = policy._inputs(
                 rgb, frame, policy.instruction, policy.intrinsics, policy.config.depth
@@ -430,7 +435,7 @@ class BatchedPolicy:
             traced.append(frame)
         mid = time.perf_counter()
         batch = ModelInputs.stack(items, self.model.config.pad_token_id)
-        host = self.policies[0]._host(self.policies[0].generate(batch))
+        host = lead._host(lead.generate(batch, siglip))
         actions = []
         for row, policy in enumerate(self.policies):
             pred = policy._prediction(host, row, policy._t, sources[row], traced[row])
