@@ -40,6 +40,20 @@ def test_fast_generation_equals_the_reference_exactly(model, with_depth: bool) -
     torch.testing.assert_close(fast.visual.depth, ref.visual.depth, rtol=0, atol=0)
 
 
+def test_siglip_started_early_gives_the_same_query(model) -> None:
+    """`see` (SigLIP alone, on a GPU on a side stream while the traces are computed) hands the
+    query exactly what it would compute itself."""
+    proc = processor_for(model)
+    inp = proc(_rgb(1), "open the drawer", depth=np.full((224, 224), 0.8, np.float32))
+    gen = FastGenerator(model, 12, proc.action_tokenizer.ranges())
+    seen = gen.see(inp.pixel_values)
+    assert seen.shape == (1, 256, model.config.vision_config.hidden_size) and not seen.requires_grad
+    args = (inp.input_ids, inp.pixel_values, inp.intrinsics, inp.depth)
+    early, plain = gen(*args, siglip=seen), gen(*args)
+    torch.testing.assert_close(early.token_ids, plain.token_ids, rtol=0, atol=0)
+    torch.testing.assert_close(early.probs, plain.probs, rtol=0, atol=0)
+
+
 def test_the_captured_query_never_syncs_with_the_host() -> None:
     """A CUDA graph cannot hold a host sync (.item(), a data-dependent shape or branch). On the
     meta device every such read raises, so running the whole query there proves it has none."""

@@ -52,6 +52,7 @@ class FastGenerator:
     def _siglip(self, pixel_values: torch.Tensor) -> Outputs:
         return (self.model.siglip(pixel_values),)
 
+    @torch.no_grad()
     def see(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """SigLIP's embedding of (B, 3, S, S) images, the part of a query that needs no depth,
         started on a side CUDA stream: it runs while the caller computes the traced depth, and
