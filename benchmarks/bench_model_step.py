@@ -42,6 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stvla_core.buffer import window_indices  # noqa: E402
 from stvla_core.cuda_graphs import GraphedCall  # noqa: E402
 from stvla_core.episodes import Episode, load_episode  # noqa: E402
 from stvla_core.model import (  # noqa: E402
@@ -55,6 +56,7 @@ from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProces
 from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
+from stvla_core.tracking import TRACKERS, Clip  # noqa: E402
 
 EPISODES = ROOT / "assets" / "episodes"
 PATHS = ("reference", "fast")
@@ -275,6 +277,32 @@ class Bench:
         out["steps"] = a.warmup + a.batch_steps
         self.result["batched"] = out
 
+    def tracker_variants(self) -> None:
+        """The tracker alone, stepped over the episode's b-frame windows, in the configurations a
+        user can pick: the reference's, the fast path's, and the fast path's with CoTracker3's
+        offline network, which covers b <= 60 frames in one window (the online one needs 3
+        overlapping windows of 16 for b = 30, so 3x the transformer updates). Timings only:
+        with random weights the tracks mean nothing (bench_cotracker3_resolution.py judges them)."""
+        a, ep = self.args, self.episodes[0]
+        fast = json.loads(a.tracker_options or "{}")
+        variants = {
+            "reference": json.loads(a.reference_tracker_options or "{}"),
+            "fast": fast,
+            "fast, offline network (one window)": fast | {"online": False},
+        }
+        out = {}
+        for name, options in variants.items():
+            tracker = TRACKERS.create(a.tracker, **options)
+            steps = iter(range(a.buffer - 1, a.buffer - 1 + a.warmup + a.steps))
+
+            def step(tracker=tracker, steps=steps) -> None:
+                t = next(steps)
+                idx = window_indices(t, a.buffer) % ep.num_frames
+                tracker.track(Clip(ep.frames[idx], window_indices(t, a.buffer), key="variants"))
+
+            out[name] = {"options": options, **_stats(_timed(step, self.device, a.warmup, a.steps))}
+        self.result["tracker_variants"] = out
+
     def batched_numerics(self) -> None:
         """Where batched fast tokens may part from the reference's: one batch of B prompts (the
         first frame of each environment's episode) through the reference twice (is it
@@ -319,6 +347,8 @@ class Bench:
 
     def run(self) -> dict:
         sections = [("query", self.query_stages), ("closed loop", self.closed_loop)]
+        if self.args.tracker.startswith("cotracker3"):
+            sections.append(("tracker variants", self.tracker_variants))
         if self.args.batch:
             sections += [("batched", self.batched), ("batched numerics", self.batched_numerics)]
         for name, fn in sections:

@@ -79,6 +79,13 @@ def markdown(result: dict) -> str:
         lines.append(
             f"\nBatched tokens, fast vs reference: {b['steps'] - b['mismatched_steps']} of {b['steps']} steps equal."
         )
+    variants = result.get("tracker_variants")
+    if variants:
+        lines += ["", "| tracker alone, b-frame window | p50 ms | p95 ms | options |", "|---|---:|---:|---|"]
+        lines += [
+            f"| {name} | {r['p50']:.1f} | {r['p95']:.1f} | `{json.dumps(r['options'])}` |"
+            for name, r in variants.items()
+        ]
     numerics = result.get("batched_numerics")
     if numerics:
         lines += [
