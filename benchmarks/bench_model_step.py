@@ -279,9 +279,10 @@ class Bench:
 
     def tracker_variants(self) -> None:
         """The tracker alone, stepped over the episode's b-frame windows, in the configurations a
-        user can pick: the reference's, the fast path's, and the fast path's with CoTracker3's
+        user can pick: the reference's, the fast path's, the fast path's with CoTracker3's
         offline network, which covers b <= 60 frames in one window (the online one needs 3
-        overlapping windows of 16 for b = 30, so 3x the transformer updates). Timings only:
+        overlapping windows of 16 for b = 30, so 3x the transformer updates), and with a quarter
+        of the grid points (selection keeps K moving ones of them). Timings only:
         with random weights the tracks mean nothing (bench_cotracker3_resolution.py judges them)."""
         a, ep = self.args, self.episodes[0]
         fast = json.loads(a.tracker_options or "{}")
@@ -289,6 +290,7 @@ class Bench:
             "reference": json.loads(a.reference_tracker_options or "{}"),
             "fast": fast,
             "fast, offline network (one window)": fast | {"online": False},
+            "fast, 15 x 15 grid": fast | {"grid": 15},  # what fewer points save
         }
         out = {}
         for name, options in variants.items():
