@@ -16,8 +16,13 @@ Ego3D + projector), prefill (the prompt through Gemma2 and the first token, meas
 prefill minus vision), decode (the other 11 tokens, the query minus vision + prefill), query (all
 of it); depth (the model's own ZoeDepth, per new frame, run outside the graph on both paths);
 then the closed loop, `Policy.step` with the tracker on a full b-frame buffer (filled through
-the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total. Then `BatchedPolicy` with B environments (bundled
-episodes, unequal prompts) in one forward: policy steps per second. p50 / p95 over --steps steps
+the trace pipeline before timing) and Variant C: trace (tracking + traced depth), model, total;
+the reference path tracks as the official CoTracker3 predictor does (384 x 512, float32, every
+frame re-encoded every step), the fast path with --tracker-options (the frames' resolution,
+bf16, one new frame encoded per step, the tracking replayed from a CUDA graph), and the tokens
+are compared on the same traced input. Then `BatchedPolicy` with B environments (bundled
+episodes, unequal prompts) in one forward: policy steps per second; and where batched tokens
+could part (batched numerics). p50 / p95 over --steps steps
 after --warmup; CUDA peak memory per path. Results go to --json (benchmarks/bench_table.py turns
 that into the README table); the run fails if any fast token differs from the reference one."""
 
@@ -37,6 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stvla_core.buffer import window_indices  # noqa: E402
 from stvla_core.cuda_graphs import GraphedCall  # noqa: E402
 from stvla_core.episodes import Episode, load_episode  # noqa: E402
 from stvla_core.model import (  # noqa: E402
@@ -46,10 +52,11 @@ from stvla_core.model import (  # noqa: E402
     tiny_model,
 )
 from stvla_core.model.fast_generation import FastGenerator  # noqa: E402
-from stvla_core.model.processing_spatialvla import SpatialVLAProcessor  # noqa: E402
+from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProcessor  # noqa: E402
 from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
+from stvla_core.tracking import TRACKERS, Clip  # noqa: E402
 
 EPISODES = ROOT / "assets" / "episodes"
 PATHS = ("reference", "fast")
@@ -85,11 +92,11 @@ def _episodes() -> list[Episode]:
 
 
 def _fill(policy: Policy, ep: Episode, start: int, buffer: int) -> None:
-    """Push the b - 1 frames before the first timed one through the policy's trace pipeline (not
-    the model), so every timed step tracks a full window of b frames."""
+    """Buffer the b - 1 frames before the first step in the policy's trace pipeline (untraced:
+    the warm-up steps encode them), so every step tracks a full window of b frames."""
     if policy.pipeline is not None:
         for t in range(start, start + buffer - 1):
-            policy.pipeline.push(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
+            policy.pipeline.feed(ep.frames[t % ep.num_frames], ep.depth[t % ep.num_frames])
 
 
 def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGeneration, SpatialVLAProcessor]:
@@ -186,37 +193,50 @@ class Bench:
             self._derive(p, "decode", "query", "vision+prefill")
 
     # -- closed loop -------------------------------------------------------------------------
-    def _config(self, fast: bool) -> PolicyConfig:
+    def _config(self, fast: bool, tracker_options: str | None = None) -> PolicyConfig:
         a = self.args
-        opts = json.loads(a.tracker_options) if a.tracker_options else {}
+        options = a.tracker_options if tracker_options is None else tracker_options
         trace = TraceConfig(
-            buffer=a.buffer, tracker=a.tracker, depth="episode", variant="C", tracker_options=opts
+            buffer=a.buffer,
+            tracker=a.tracker,
+            depth="episode",
+            variant="C",
+            tracker_options=json.loads(options) if options else {},
         )
         return PolicyConfig(trace=trace, fast=fast)
 
     def closed_loop(self) -> None:
+        """Each path with its own tracker (the reference's: --reference-tracker-options). Tokens
+        are compared on the same input: the reference model also answers (untimed) on the fast
+        path's traced frame; how far the two trackers' tracks lie apart is reported beside."""
         a, ep = self.args, self.episodes[0]
-        policies = {p: Policy(self.model, self.processor, self._config(p == "fast")) for p in PATHS}
+        options = {"reference": a.reference_tracker_options, "fast": a.tracker_options}
+        policies = {
+            p: Policy(self.model, self.processor, self._config(p == "fast", options[p])) for p in PATHS
+        }
         for pol in policies.values():
             pol.reset(ep.instruction, ep.intrinsics)
             _fill(pol, ep, 0, a.buffer)
         times: dict[str, dict[str, list[float]]] = {p: {"trace": [], "model": [], "total": []} for p in PATHS}
-        mismatched = 0
+        mismatched, gaps = 0, []
+        ref, fast = policies["reference"], policies["fast"]
         for i in range(a.warmup + a.steps):
             t = (a.buffer - 1 + i) % ep.num_frames
-            tokens = {}
             for p, pol in policies.items():
                 pol.step(ep.frames[t], ep.depth[t])
-                tokens[p] = pol.last.token_ids
                 if i >= a.warmup:
                     for key, ms in pol.timings.items():
                         times[p][key].append(ms)
-            mismatched += int(not np.array_equal(tokens["reference"], tokens["fast"]))
+            frame = fast.last.traced
+            same_input = ref._infer(ep.frames[t], frame, ep.instruction, ep.intrinsics, "traced", t)
+            mismatched += int(not np.array_equal(same_input.token_ids, fast.last.token_ids))
+            gaps.append(np.linalg.norm(ref.last.traced.tracks.points - frame.tracks.points, axis=-1).ravel())
         for p in PATHS:
             for key, ms in times[p].items():
                 self._record(p, f"Policy.step: {key}", ms)
         self.result["closed_loop_steps"] = a.warmup + a.steps
         self.result["closed_loop_mismatched_steps"] = mismatched
+        self.result["closed_loop_track_gap_px"] = round(float(np.median(np.concatenate(gaps))), 3)
 
     # -- batched -----------------------------------------------------------------------------
     def batched(self) -> None:
@@ -227,6 +247,7 @@ class Bench:
             for i, e in enumerate(eps)
         ]
         out: dict = {"batch": b}
+        # both paths track with --tracker-options: this section measures the batched model
         runs = {p: BatchedPolicy(self.model, self.processor, b, self._config(p == "fast")) for p in PATHS}
         for bp in runs.values():
             bp.reset(texts, [e.intrinsics for e in eps])
@@ -256,10 +277,82 @@ class Bench:
         out["steps"] = a.warmup + a.batch_steps
         self.result["batched"] = out
 
+    def tracker_variants(self) -> None:
+        """The tracker alone, stepped over the episode's b-frame windows, in the configurations a
+        user can pick: the reference's, the fast path's, the fast path's with CoTracker3's
+        offline network, which covers b <= 60 frames in one window (the online one needs 3
+        overlapping windows of 16 for b = 30, so 3x the transformer updates), and with a quarter
+        of the grid points (selection keeps K moving ones of them). Timings only:
+        with random weights the tracks mean nothing (bench_cotracker3_resolution.py judges them)."""
+        a, ep = self.args, self.episodes[0]
+        fast = json.loads(a.tracker_options or "{}")
+        variants = {
+            "reference": json.loads(a.reference_tracker_options or "{}"),
+            "fast": fast,
+            "fast, offline network (one window)": fast | {"online": False},
+            "fast, 15 x 15 grid": fast | {"grid": 15},  # what fewer points save
+        }
+        out = {}
+        for name, options in variants.items():
+            tracker = TRACKERS.create(a.tracker, **options)
+            steps = iter(range(a.buffer - 1, a.buffer - 1 + a.warmup + a.steps))
+
+            def step(tracker=tracker, steps=steps) -> None:
+                t = next(steps)
+                idx = window_indices(t, a.buffer) % ep.num_frames
+                tracker.track(Clip(ep.frames[idx], window_indices(t, a.buffer), key="variants"))
+
+            out[name] = {"options": options, **_stats(_timed(step, self.device, a.warmup, a.steps))}
+        self.result["tracker_variants"] = out
+
+    def batched_numerics(self) -> None:
+        """Where batched fast tokens may part from the reference's: one batch of B prompts (the
+        first frame of each environment's episode) through the reference twice (is it
+        deterministic?), the fast path without CUDA graphs (the static cache alone) and with them
+        (the captured kernels), and each prompt alone through the reference. Per pair: equal
+        token ids, and the largest gap in the chosen tokens' probabilities."""
+        b = self.args.batch
+        eps = [self.episodes[i % len(self.episodes)] for i in range(b)]
+        items = [
+            self.processor(e.frames[0], f"{e.instruction} (robot {i})", e.depth[0], e.intrinsics)
+            for i, e in enumerate(eps)
+        ]
+        batch = ModelInputs.stack(items, self.model.config.pad_token_id).to(self.device)
+        args = (batch.input_ids, batch.pixel_values, batch.intrinsics, batch.depth)
+        m, k = self.model, self.k
+        mask = batch.attention_mask
+        with torch.no_grad():
+            gens = {
+                "reference": m.generate(*args, k, self.ranges, attention_mask=mask),
+                "reference again": m.generate(*args, k, self.ranges, attention_mask=mask),
+                "fast, no graphs": FastGenerator(m, k, self.ranges, graphs=False)(*args, attention_mask=mask),
+                "fast": FastGenerator(m, k, self.ranges, graphs=not self.args.no_graphs)(
+                    *args, attention_mask=mask
+                ),
+            }
+            runs = {name: (g.token_ids, g.probs) for name, g in gens.items()}
+            alone = []
+            for x in items:
+                x = x.to(self.device)
+                alone.append(m.generate(x.input_ids, x.pixel_values, x.intrinsics, x.depth, k, self.ranges))
+        runs["reference, one prompt at a time"] = (
+            torch.cat([g.token_ids for g in alone]),
+            torch.cat([g.probs for g in alone]),
+        )
+        ref_ids, ref_probs = runs.pop("reference")
+        out = {}
+        for name, (ids, probs) in runs.items():
+            differ = int((ids != ref_ids).sum().item())
+            gap = (probs.float() - ref_probs.float()).abs().max().item()
+            out[name] = {"tokens_differing": differ, "max_prob_gap": round(gap, 6)}
+        self.result["batched_numerics"] = out
+
     def run(self) -> dict:
         sections = [("query", self.query_stages), ("closed loop", self.closed_loop)]
+        if self.args.tracker.startswith("cotracker3"):
+            sections.append(("tracker variants", self.tracker_variants))
         if self.args.batch:
-            sections.append(("batched", self.batched))
+            sections += [("batched", self.batched), ("batched numerics", self.batched_numerics)]
         for name, fn in sections:
             try:
                 fn()
@@ -280,6 +373,7 @@ class Bench:
             action_tokens=self.k,
             tracker=self.args.tracker,
             tracker_options=json.loads(self.args.tracker_options or "{}"),
+            reference_tracker_options=json.loads(self.args.reference_tracker_options or "{}"),
             buffer=self.args.buffer,
             steps=self.args.steps,
             graphs=not self.args.no_graphs and self.device.type == "cuda",
@@ -309,6 +403,11 @@ def main() -> None:
     ap.add_argument(
         "--tracker-options", default="", help='JSON, e.g. \'{"device": "cuda", "pretrained": false}\''
     )
+    ap.add_argument(
+        "--reference-tracker-options",
+        help="JSON for the reference path's tracker in the closed loop; default for cotracker3: the "
+        "official predictor's way (384 x 512, float32, every frame re-encoded, no graphs)",
+    )
     ap.add_argument("--batch", type=int, default=16, help="environments for BatchedPolicy (0: skip)")
     ap.add_argument("--batch-steps", type=int, default=8)
     ap.add_argument("--no-graphs", action="store_true", help="fast path without CUDA graphs (debugging)")
@@ -330,6 +429,12 @@ def main() -> None:
         if dev.type == "cuda":
             opts.update(amp="bf16", graphs=True)
         args.tracker_options = json.dumps(opts)
+    if args.reference_tracker_options is None:
+        args.reference_tracker_options = args.tracker_options
+        if args.tracker.startswith("cotracker3"):
+            opts = json.loads(args.tracker_options)
+            opts.update(model_resolution=[384, 512], amp="none", graphs=False, incremental=False)
+            args.reference_tracker_options = json.dumps(opts)
 
     result = Bench(args).run()
     from bench_table import markdown  # noqa: PLC0415 (a sibling script)

@@ -56,8 +56,14 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"Action tokens, fast vs reference: single query {'equal' if result.get('query_tokens_equal') else 'DIFFERENT'}; "
-            f"closed loop {steps - result.get('closed_loop_mismatched_steps', 0)} of {steps} steps equal.",
+            f"closed loop {steps - result.get('closed_loop_mismatched_steps', 0)} of {steps} steps equal "
+            "(the reference model on the fast path's traced frame).",
         ]
+        if "closed_loop_track_gap_px" in result:
+            lines.append(
+                f"Reference tracker {json.dumps(result.get('reference_tracker_options', {}))}: its tracks lie "
+                f"a median {result['closed_loop_track_gap_px']:.2f} px from the fast tracker's."
+            )
     b = result.get("batched")
     if b:
         lines += [
@@ -73,6 +79,23 @@ def markdown(result: dict) -> str:
         lines.append(
             f"\nBatched tokens, fast vs reference: {b['steps'] - b['mismatched_steps']} of {b['steps']} steps equal."
         )
+    variants = result.get("tracker_variants")
+    if variants:
+        lines += ["", "| tracker alone, b-frame window | p50 ms | p95 ms | options |", "|---|---:|---:|---|"]
+        lines += [
+            f"| {name} | {r['p50']:.1f} | {r['p95']:.1f} | `{json.dumps(r['options'])}` |"
+            for name, r in variants.items()
+        ]
+    numerics = result.get("batched_numerics")
+    if numerics:
+        lines += [
+            "",
+            "Batched numerics (one batch, tokens differing from the batched reference; largest gap in their probabilities):",
+        ]
+        lines += [
+            f"- {name}: {r['tokens_differing']} tokens, {r['max_prob_gap']:.2g}"
+            for name, r in numerics.items()
+        ]
     if result.get("errors"):
         lines += ["", "Errors: " + "; ".join(result["errors"])]
     return "\n".join(lines)

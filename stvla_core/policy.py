@@ -201,11 +201,13 @@ class Policy:
             raise RuntimeError("call reset(instruction) before step()")
         check_rgb(rgb, "rgb")
         start = time.perf_counter()
+        # fast path: SigLIP needs no depth, so on a GPU it runs on a side stream during tracking
+        siglip = self._fast().see(self.processor.pixel_values(rgb)[None]) if self.config.fast else None
         frame = None
         if self.pipeline is not None:
             frame = self.pipeline.push(rgb, depth)
         traced = time.perf_counter()
-        pred = self._infer(rgb, frame, self.instruction, self.intrinsics, self.config.depth, self._t)
+        pred = self._infer(rgb, frame, self.instruction, self.intrinsics, self.config.depth, self._t, siglip)
         self._finish(pred)
         end = time.perf_counter()
         self.timings = {
@@ -282,18 +284,31 @@ class Policy:
         self._zoe.move_to_end(key)
         return self._zoe[key]
 
+    def _allowed(self) -> list[tuple[int, int]] | None:
+        return self.processor.action_tokenizer.ranges() if self.config.constrain_tokens else None
+
+    def _fast(self) -> FastGenerator:
+        if self._generator is None:
+            k = 3 * self.processor.action_chunk_size
+            self._generator = FastGenerator(self.model, k, self._allowed(), self.config.top_k)
+        return self._generator
+
     @torch.no_grad()
-    def generate(self, inputs: ModelInputs) -> Generation:
-        """The action tokens of a batch of inputs, by the fast or the reference path."""
+    def generate(self, inputs: ModelInputs, siglip: torch.Tensor | None = None) -> Generation:
+        """The action tokens of a batch of inputs, by the fast or the reference path; `siglip`
+        (fast path): the images' SigLIP embedding from `FastGenerator.see`, already under way."""
         c = self.config
         k = 3 * self.processor.action_chunk_size
-        allowed = self.processor.action_tokenizer.ranges() if c.constrain_tokens else None
+        allowed = self._allowed()
         inputs = inputs.to(self.model.device)
         if c.fast:
-            if self._generator is None:
-                self._generator = FastGenerator(self.model, k, allowed, c.top_k)
-            return self._generator(
-                inputs.input_ids, inputs.pixel_values, inputs.intrinsics, inputs.depth, inputs.attention_mask
+            return self._fast()(
+                inputs.input_ids,
+                inputs.pixel_values,
+                inputs.intrinsics,
+                inputs.depth,
+                inputs.attention_mask,
+                siglip,
             )
         return self.model.generate(
             inputs.input_ids,
@@ -314,9 +329,10 @@ class Policy:
         intrinsics: np.ndarray | None,
         mode: str,
         t: int,
+        siglip: torch.Tensor | None = None,
     ) -> Prediction:
         inputs, source = self._inputs(rgb, frame, instruction, intrinsics, mode)
-        return self._prediction(self._host(self.generate(inputs)), 0, t, source, frame)
+        return self._prediction(self._host(self.generate(inputs, siglip)), 0, t, source, frame)
 
     def _host(self, gen: Generation) -> dict[str, np.ndarray | None]:
         """What Predictions need of a generation, copied to the host in one go (the Ego3D norms
@@ -399,12 +415,17 @@ class BatchedPolicy:
         depths = depths if depths is not None else [None] * self.batch
         if len(depths) != self.batch:
             raise ValueError(f"depths: expected {self.batch}, found {len(depths)}")
-        start = time.perf_counter()
-        items, sources, traced = [], [], []
-        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
+        for policy, rgb in zip(self.policies, frames, strict=True):
             if policy.instruction is None:
                 raise RuntimeError("call reset(instructions) before step()")
             check_rgb(rgb, "rgb")
+        start = time.perf_counter()
+        lead = self.policies[0]
+        siglip = None
+        if lead.config.fast:  # SigLIP of all B frames under way while each environment traces
+            siglip = lead._fast().see(torch.stack([self.processor.pixel_values(rgb) for rgb in frames]))
+        items, sources, traced = [], [], []
+        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
             frame = policy.pipeline.push(rgb, depth) if policy.pipeline is not None else None
             inputs, source = policy._inputs(
                 rgb, frame, policy.instruction, policy.intrinsics, policy.config.depth
@@ -414,7 +435,7 @@ class BatchedPolicy:
             traced.append(frame)
         mid = time.perf_counter()
         batch = ModelInputs.stack(items, self.model.config.pad_token_id)
-        host = self.policies[0]._host(self.policies[0].generate(batch))
+        host = lead._host(lead.generate(batch, siglip))
         actions = []
         for row, policy in enumerate(self.policies):
             pred = policy._prediction(host, row, policy._t, sources[row], traced[row])

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import translating_episode
 
+from stvla_core.cuda_graphs import HostTransferGuard
 from stvla_core.model import SpatialVLAForConditionalGeneration, processor_for, tiny_config, tiny_model
 from stvla_core.model.fast_generation import FastGenerator
 from stvla_core.model.processing_spatialvla import ModelInputs
@@ -39,6 +40,20 @@ def test_fast_generation_equals_the_reference_exactly(model, with_depth: bool) -
     torch.testing.assert_close(fast.visual.depth, ref.visual.depth, rtol=0, atol=0)
 
 
+def test_siglip_started_early_gives_the_same_query(model) -> None:
+    """`see` (SigLIP alone, on a GPU on a side stream while the traces are computed) hands the
+    query exactly what it would compute itself."""
+    proc = processor_for(model)
+    inp = proc(_rgb(1), "open the drawer", depth=np.full((224, 224), 0.8, np.float32))
+    gen = FastGenerator(model, 12, proc.action_tokenizer.ranges())
+    seen = gen.see(inp.pixel_values)
+    assert seen.shape == (1, 256, model.config.vision_config.hidden_size) and not seen.requires_grad
+    args = (inp.input_ids, inp.pixel_values, inp.intrinsics, inp.depth)
+    early, plain = gen(*args, siglip=seen), gen(*args)
+    torch.testing.assert_close(early.token_ids, plain.token_ids, rtol=0, atol=0)
+    torch.testing.assert_close(early.probs, plain.probs, rtol=0, atol=0)
+
+
 def test_the_captured_query_never_syncs_with_the_host() -> None:
     """A CUDA graph cannot hold a host sync (.item(), a data-dependent shape or branch). On the
     meta device every such read raises, so running the whole query there proves it has none."""
@@ -47,11 +62,13 @@ def test_the_captured_query_never_syncs_with_the_host() -> None:
     inp = proc(_rgb(0), "pick", depth=np.ones((224, 224), np.float32)).to("meta")
     gen = FastGenerator(meta, 12, proc.action_tokenizer.ranges())
     valid = torch.ones(1, inp.input_ids.shape[1] + 12, dtype=torch.bool, device="meta")
-    ids, *_ = gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, inp.depth)
+    with HostTransferGuard():  # nor copies host data to the device
+        (siglip,) = gen._siglip(inp.pixel_values)
+        ids, *_ = gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, siglip, inp.depth)
     assert ids.shape == (1, 12) and ids.device.type == "meta"
     # ZoeDepth picks its metric head with .item(): this is why the fast path runs it outside
     with pytest.raises(RuntimeError, match="item"):
-        gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics)
+        gen._run(inp.input_ids, valid, inp.pixel_values, inp.intrinsics, siglip)
 
 
 def test_fast_policy_steps_like_the_reference_policy() -> None:

@@ -81,6 +81,23 @@ def test_live_stream_matches_offline_episode() -> None:
     assert live.push(ep.frames[0], ep.depth[0]).index == 0
 
 
+def test_fed_frames_fill_the_window_untraced() -> None:
+    """`feed` buffers without tracking; the next `push` traces the whole window, as if every
+    frame had been pushed."""
+    ep = translating_episode(t=8)
+    cfg = TraceConfig(buffer=5, tracker="lk")
+    fed, pushed = TracePipeline(cfg), TracePipeline(cfg)
+    for t in range(7):
+        fed.feed(ep.frames[t], ep.depth[t])
+        pushed.push(ep.frames[t], ep.depth[t])
+    a, b = fed.push(ep.frames[7], ep.depth[7]), pushed.push(ep.frames[7], ep.depth[7])
+    assert a.index == 7 and a.window.tolist() == [3, 4, 5, 6, 7] and fed.depth_calls == 8
+    np.testing.assert_array_equal(a.tracks.points, b.tracks.points)
+    np.testing.assert_array_equal(a.traced["C"], b.traced["C"])
+    with pytest.raises(ValueError, match=r"depth has shape \(10, 10\), frame is \(64, 80\)"):
+        fed.feed(ep.frames[0], np.ones((10, 10), np.float32))
+
+
 def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="unknown variant 'D'"):
         TracePipeline(TraceConfig(variant="D"))

@@ -261,20 +261,30 @@ class SpatialVLAForConditionalGeneration(nn.Module):
         pred = F.interpolate(pred, size=(s + 2 * ZOE_PAD,) * 2, mode="bicubic", align_corners=True)
         return pred[..., ZOE_PAD:-ZOE_PAD, ZOE_PAD:-ZOE_PAD].float()
 
+    def siglip(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """E_O (B, N, Dv), SigLIP's patch embeddings of [0, 1] images (B, 3, S, S): the one part of
+        the query that needs no depth (the fast path runs it while the traces are computed)."""
+        self._check_pixels(pixel_values)
+        return self.vision_tower((pixel_values.to(self.dtype) - 0.5) / 0.5).last_hidden_state
+
+    def _check_pixels(self, pixel_values: torch.Tensor) -> None:
+        s = self.config.image_size
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, s, s):
+            raise ValueError(f"pixel_values: expected (B, 3, {s}, {s}), found {tuple(pixel_values.shape)}")
+
     def visual_embedding(
         self,
         pixel_values: torch.Tensor,
         intrinsics: torch.Tensor | None = None,
         depth: torch.Tensor | None = None,
+        siglip: torch.Tensor | None = None,
     ) -> VisualEmbedding:
-        """E_V = E_O + E_D(depth): `depth` (B, 1, S, S) metres replaces ZoeDepth's estimate."""
+        """E_V = E_O + E_D(depth): `depth` (B, 1, S, S) metres replaces ZoeDepth's estimate;
+        `siglip` (E_O, from `siglip`) spares running the vision tower again."""
         cfg = self.config
-        b, c, h, w = pixel_values.shape
-        if (c, h, w) != (3, cfg.image_size, cfg.image_size):
-            raise ValueError(
-                f"pixel_values: expected (B, 3, {cfg.image_size}, {cfg.image_size}), found {tuple(pixel_values.shape)}"
-            )
-        siglip = self.vision_tower((pixel_values.to(self.dtype) - 0.5) / 0.5).last_hidden_state
+        self._check_pixels(pixel_values)
+        siglip = self.siglip(pixel_values) if siglip is None else siglip
+        b, _, h, w = pixel_values.shape
         ego3d = points = None
         source = "none"
         if cfg.use_vision_zoe:

@@ -154,7 +154,9 @@ class TracePipeline:
         self._stream = RollingBuffer(self.config.buffer)
         self._stream_key = f"live#{next(self._stream_segments)}"
 
-    def push(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> TracedFrame:
+    def feed(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> None:
+        """Buffer a frame (and its depth) without tracing: fills the window before the first
+        traced step (benchmarks, a stream joined midway) at the cost of the depth alone."""
         if self._stream is None:
             self.reset()
         assert self._stream is not None
@@ -162,6 +164,11 @@ class TracePipeline:
             raise ValueError(f"depth has shape {depth.shape}, frame is {rgb.shape[:2]}")
         index = self._stream.push(rgb)
         self._depth_of(self._stream_key, index, rgb, depth)
+
+    def push(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> TracedFrame:
+        """Buffer a frame and trace the window it closes."""
+        self.feed(rgb, depth)
+        assert self._stream is not None
         frames, idx = self._stream.window()
         depths = np.stack([self._depth.get((self._stream_key, int(i))) for i in idx])
         return self._trace(Clip(frames=frames, indices=idx, key=self._stream_key), depths, None)

@@ -220,11 +220,17 @@ def posenc(x: Tensor, degrees: int = POSENC_DEGREES) -> Tensor:
     return torch.cat([x, torch.sin(torch.cat([xb, xb + 0.5 * math.pi], dim=-1))], dim=-1)
 
 
+def pair(like: Tensor, x: float, y: float) -> Tensor:
+    """(2,) [x, y] in `like`'s dtype and device, written by fill kernels: `new_tensor([x, y])`
+    would copy host memory, which a CUDA graph capture refuses."""
+    return torch.stack((like.new_full((), x), like.new_full((), y)))
+
+
 def sample(fmap: Tensor, xy: Tensor) -> Tensor:
     """Bilinear samples of fmap (M, C, H, W) at pixel centres xy (M, P, Q, 2) -> (M, C, P, Q);
     border padding, as the official `bilinear_sampler`."""
     h, w = fmap.shape[-2:]
-    scale = xy.new_tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)])
+    scale = pair(xy, 2 / max(w - 1, 1), 2 / max(h - 1, 1))
     return F.grid_sample(fmap, xy * scale - 1, align_corners=True, padding_mode="border")
 
 
@@ -319,9 +325,7 @@ class CoTrackerThreeBase(nn.Module):
         """`iters` transformer updates of one window. coords (B, S, N, 2) in feature-map pixels,
         vis / conf (B, S, N) logits; returns the updated three."""
         b, s, n, _ = coords.shape
-        scale = coords.new_tensor(
-            [self.model_resolution[1] / self.stride, self.model_resolution[0] / self.stride]
-        )
+        scale = pair(coords, self.model_resolution[1] / self.stride, self.model_resolution[0] / self.stride)
         time_emb = self.interpolate_time_embed(s).to(coords.dtype)
         for _ in range(iters):
             corr = [

@@ -153,29 +153,43 @@ class CoTracker3Predictor:
             SUPPORT_GRID[_variant(cfg.online)] if cfg.support_grid is None else cfg.support_grid
         )
         self.pin_queries = not cfg.online if cfg.pin_queries is None else cfg.pin_queries
-        # one graph per (window length, points); lengths met once while the buffer fills stay eager
-        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=3)
+        # one graph per (window length, points); lengths met once while the buffer fills stay
+        # eager, the full window's is captured on its second step
+        self._track_fmaps = GraphedCall(self._run_track, enabled=cfg.graphs, after=2)
+        self._encode = GraphedCall(self._run_encode, enabled=cfg.graphs, after=2)  # a frame a step
 
     def _run_track(self, fmaps: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self._autocast():
             return self.model.track(fmaps, queries, self.config.iters)
 
+    def _run_encode(self, frames: torch.Tensor) -> tuple[torch.Tensor]:
+        with self._autocast():
+            return (self.model.encode(self._resized(frames))[0],)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = AMP_DTYPES[self.config.amp]
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(torch.device(self.config.device).type, dtype=dtype)
+        # a captured graph must not use casts cached outside it (torch.cuda.graphs' rule)
+        device = torch.device(self.config.device).type
+        return torch.autocast(device, dtype=dtype, cache_enabled=not self.config.graphs)
 
     @property
     def native(self) -> bool:
         return isinstance(self.model, CoTrackerThreeBase)
 
-    def resize(self, frames: np.ndarray) -> torch.Tensor:
-        """(T, H, W, 3) uint8 -> (1, T, 3, h, w) float 0..255 at the model resolution."""
+    def _uploaded(self, frames: np.ndarray) -> torch.Tensor:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"cotracker3 frames: expected (T, H, W, 3), found {frames.shape}")
-        video = torch.from_numpy(np.ascontiguousarray(frames)).to(self.config.device)
-        video = video.permute(0, 3, 1, 2).float()
+        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.config.device)
+
+    def resize(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (1, T, 3, h, w) float 0..255 at the model resolution."""
+        return self._resized(self._uploaded(frames))
+
+    def _resized(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, H, W, 3) uint8 on the device -> (1, T, 3, h, w) float, on the device alone."""
+        video = frames.permute(0, 3, 1, 2).float()
         video = F.interpolate(video, self.config.model_resolution, mode="bilinear", align_corners=True)
         return video[None]
 
@@ -189,8 +203,7 @@ class CoTracker3Predictor:
         """(T, H, W, 3) uint8 -> (T, 128, h/4, w/4) feature maps (native backend only)."""
         if not self.native:
             raise TrackerUnavailableError("feature caching needs backend='native'")
-        with self._autocast():
-            return self.model.encode(self.resize(frames))[0]
+        return self._encode(self._uploaded(frames))[0]
 
     @torch.inference_mode()
     def track(
