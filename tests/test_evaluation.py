@@ -465,6 +465,23 @@ def test_stvla_policy_registered_and_runs_closed_loop_steps() -> None:
         make_policy("stvla", variant="Z")
 
 
+def test_stvla_policy_ensembling_settings_reach_the_policy() -> None:
+    from stvla_core.evaluation.policies import make_policy
+
+    plain = make_policy("stvla", checkpoint="tiny", action_ensemble=False)
+    assert plain.config.action_ensemble is False and plain.config.ensemble_temp == -0.8
+    flat = make_policy("stvla", checkpoint="tiny", ensemble_temp=0.0)
+    assert flat.config.action_ensemble is True and flat.ensembler.temp == 0.0
+    first, second = np.zeros((4, 7)), np.ones((4, 7))
+    first[1] = 3.0  # what the older chunk predicted for the second step
+    flat.ensembler(first)
+    assert np.allclose(flat.ensembler(second), 2.0)  # (3 + 1) / 2: equal weights at temp 0
+    newer = make_policy("stvla", checkpoint="tiny")  # SimplerEnv's -0.8: weights 1 (old), e^0.8 (new)
+    newer.ensembler(first)
+    w = np.exp(0.8)
+    assert np.allclose(newer.ensembler(second), (3.0 + w) / (1 + w))
+
+
 def test_wilson_interval_hand_computed():
     from stvla_core.evaluation.results import wilson_interval
 
