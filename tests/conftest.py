@@ -3,6 +3,7 @@ on loopback for the tests of the Ray job runner and shard executor."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -104,7 +105,11 @@ def ray_cluster() -> Iterator[RayCluster]:
     command += ["--temp-dir", str(temp), "--disable-usage-stats"]
     command += [arg for name, port in ports.items() for arg in (f"--{name}", port)]
     log = open(temp / "ray-start.log", "wb")  # open for the whole session
-    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # Ray 2.5x turns token authentication on for a new head once ~/.ray/auth_token exists (any
+    # earlier local `ray.init()` writes one), and clients that were not told so send no token: the
+    # test cluster says which mode it runs in rather than depend on the home folder.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
         deadline = time.monotonic() + 180
