@@ -140,3 +140,18 @@ def ray_cluster() -> Iterator[RayCluster]:
             head.wait()
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vulkan() -> None:
+    """Skips a simulator test where ManiSkill cannot render. Probed once, in a child process: a
+    driver problem can abort the interpreter."""
+    import importlib.util
+
+    if importlib.util.find_spec("mani_skill") is None:
+        pytest.skip("mani_skill is not installed")
+    probe = "import sapien; sapien.render.RenderSystem()"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        pytest.skip(f"no Vulkan device for SAPIEN ({last}); install mesa-vulkan-drivers >= 24.3")

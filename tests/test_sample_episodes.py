@@ -241,25 +241,9 @@ def test_unknown_task_is_named() -> None:
 # -- regenerating with ManiSkill3 -------------------------------------------------------------
 
 
-def _vulkan_missing() -> str | None:
-    """Why ManiSkill cannot render here, or None. Probed in a child process: a driver problem can
-    abort the interpreter."""
-    if importlib.util.find_spec("mani_skill") is None:
-        return "mani_skill is not installed"
-    probe = "import sapien; sapien.render.RenderSystem()"
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
-        return f"no Vulkan device for SAPIEN ({last}); install mesa-vulkan-drivers >= 24.3"
-    return None
-
-
 @pytest.mark.slow
 @pytest.mark.sim
-def test_script_regenerates_the_push_episode(tmp_path: Path) -> None:
-    reason = _vulkan_missing()
-    if reason:
-        pytest.skip(reason)
+def test_script_regenerates_the_push_episode(tmp_path: Path, vulkan: None) -> None:
     cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--tasks", "push", "--max-frames", "6"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -415,13 +415,9 @@ def test_generate_rejects_seeds_outside_the_training_range(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @pytest.mark.sim
-def test_perturbed_demonstrations_record_the_experts_corrections() -> None:
+def test_perturbed_demonstrations_record_the_experts_corrections(vulkan: None) -> None:
     from stvla_core.sim.expert import MAX_STEP_M, Perturbation, Recorder
-    from tests.test_sample_episodes import _vulkan_missing
 
-    reason = _vulkan_missing()
-    if reason:
-        pytest.skip(reason)
     with Recorder("push", max_frames=25) as rec:
         clean = rec.record(7)
     with Recorder("push", max_frames=25, perturbation=Perturbation(0.01, 0.5)) as rec:
@@ -443,12 +439,7 @@ def test_perturbed_demonstrations_record_the_experts_corrections() -> None:
 
 @pytest.mark.slow
 @pytest.mark.sim
-def test_generate_writes_a_dataset_of_successful_demonstrations(tmp_path: Path) -> None:
-    from tests.test_sample_episodes import _vulkan_missing
-
-    reason = _vulkan_missing()
-    if reason:
-        pytest.skip(reason)
+def test_generate_writes_a_dataset_of_successful_demonstrations(tmp_path: Path, vulkan: None) -> None:
     out = tmp_path / "demos"
     config = GenerateConfig(
         str(out), tasks=["PushCube-v1"], episodes_per_task=2, shard_size=2, workers=1, seed_start=5000
