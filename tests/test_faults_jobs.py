@@ -451,3 +451,19 @@ def test_a_sigterm_from_outside_is_recorded_as_such(tmp_path):
     job = m.wait(job.id, timeout=20)
     assert (job.state, job.exit_code) == (CANCELLED, 143)
     assert job.error == "stopped by a SIGTERM from outside the job system"
+
+
+def test_a_cancel_raised_inside_a_store_write_still_records_the_job_cancelled(tmp_path):
+    """SIGTERM raises Cancelled wherever the job's main thread is, also between a transaction's
+    BEGIN and its body (a progress write). The transaction left open must not stop the worker
+    from recording the cancel (before the fix it died on "cannot start a transaction within a
+    transaction" and the job ended without its exit code)."""
+    store = JobStore(tmp_path / "jobs")
+    job = store.create("sleep", {"steps": 1, "seconds": 0.0})
+    assert store.claim(job.id)
+    con = store._con()
+    con.execute("BEGIN IMMEDIATE")  # what an interrupted `with store._tx()` leaves behind
+    assert con.in_transaction
+    assert store.finish(job.id, CANCELLED, error="cancelled by the user", exit_code=143)
+    job = JobStore(store.root).get(job.id)  # a second connection sees it committed
+    assert (job.state, job.exit_code, job.error) == (CANCELLED, 143, "cancelled by the user")

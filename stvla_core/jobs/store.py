@@ -560,6 +560,11 @@ class _Transaction:
         self.con = con
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.con.in_transaction:
+            # Left open by a signal handler that raised (the worker's SIGTERM -> Cancelled) after
+            # BEGIN but before the `with` body: nothing of it was written, so it is dropped, and
+            # the write that follows (the cancel being recorded) still happens.
+            self.con.execute("ROLLBACK")
         self.con.execute("BEGIN IMMEDIATE")
         return self.con
 
