@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stvla_core.sim.tasks import PANDA_CAMERA
+
 from stvla_core.episodes import Episode, load_episode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +90,8 @@ def test_episode_complete(episode: Episode) -> None:
 def test_intrinsics_look_like_a_centred_pinhole(episode: Episode) -> None:
     k = episode.intrinsics
     assert k[0, 0] == pytest.approx(k[1, 1]) and k[0, 0] > 100
-    # vertical fov 1.0 rad: fy = (H / 2) / tan(0.5)
-    assert k[1, 1] == pytest.approx(112 / np.tan(0.5), rel=1e-4)
+    # the task setup's vertical fov: fy = (H / 2) / tan(fov / 2)
+    assert k[1, 1] == pytest.approx(112 / np.tan(PANDA_CAMERA.fov / 2), rel=1e-4)
     assert (k[0, 2], k[1, 2]) == pytest.approx((111.5, 111.5))
     r = episode.extrinsics[:3, :3]
     assert np.allclose(r @ r.T, np.eye(3), atol=1e-5) and np.linalg.det(r) == pytest.approx(1, abs=1e-5)
@@ -124,8 +126,10 @@ def test_gt_depth_matches_depth_map(episode: Episode) -> None:
         assert len(seen) >= 0.2 * len(ep) and np.mean(np.array(gaps) < 0.03) >= 0.95, (n, np.round(gaps, 3))
     # the TCP floats between the fingers: some surface (finger, grasped cube) near its pixel
     # is at its depth in most frames
+    # (a window of ~2 cm at the gripper: 7 px at the round-1 camera's focal length of 205 px)
     n = POINTS.index("tcp")
-    gaps = [_window_min_gap(ep.depth[t], x[t, n], y[t, n], cam[t, n, 2], 7) for t in range(len(ep))]
+    r = round(7 * ep.intrinsics[1, 1] / 205.0)
+    gaps = [_window_min_gap(ep.depth[t], x[t, n], y[t, n], cam[t, n, 2], r) for t in range(len(ep))]
     assert np.mean(np.array(gaps) < 0.03) >= 0.6, np.round(gaps, 3)
 
 
@@ -138,10 +142,12 @@ def test_visible_finger_tips_lie_on_the_rendered_surface(episode: Episode) -> No
     t = np.arange(len(ep))[:, None]
     gap = np.abs(ep.depth[t, y.clip(0, 223), x.clip(0, 223)] - cam[..., 2])
     for n in (POINTS.index("left_finger_tip"), POINTS.index("right_finger_tip")):
-        visible = ep.gt_visible[:, n]
-        assert visible.sum() >= 10
-        assert np.mean(gap[visible, n] < 0.03) >= 0.8, np.round(gap[visible, n], 3)
-        assert np.median(gap[visible, n]) < 0.02
+        visible = np.flatnonzero(ep.gt_visible[:, n])
+        assert len(visible) >= 10
+        missed = [i for i in visible if gap[i, n] >= 0.03]
+        silhouette = [_window_min_gap(ep.depth[i], x[i, n], y[i, n], cam[i, n, 2], 1) < 0.03 for i in missed]
+        assert all(silhouette), (n, missed, np.round(gap[missed, n], 3))
+        assert len(missed) <= 0.3 * len(visible) and np.median(gap[visible, n]) < 0.02
 
 
 def test_visible_points_are_not_behind_a_nearer_surface(episode: Episode) -> None:

@@ -4,8 +4,11 @@ control rate, step limit and instruction. Demonstration recording (`stvla_core.s
 `make_env`, so the two cannot drift apart.
 
 Panda table-top tasks (ManiSkill3's own assets): one fixed 224x224 camera looking at the table
-from the front-right (eye (0.35, -0.35, 0.45) m, target (-0.05, 0, 0.12) m, vertical fov 1 rad),
-so the gripper and the cubes are large and move visibly; `pd_ee_target_delta_pose` at 10 Hz (one
+from the front-right (eye (0.46, -0.46, 0.56) m, target (0, 0, 0.10) m, vertical fov 0.65 rad),
+framed as tightly as the whole workspace allows: every cube spawn, PickCube goal, pull target and
+the gripper's start stay at least 12 px inside the picture (checked over 100 seeds per task), and
+a cube is ~20 px wide (the earlier, wider camera of round 1 gave ~15 px: ST-VLA-S then placed the
+gripper a patch beside the cube); `pd_ee_target_delta_pose` at 10 Hz (one
 policy action per env step, ManiSkill's 20 Hz default halved so a step moves visibly and renders
 once). PickCube's goal marker is shown to the camera: ManiSkill hides it from sensors, and a
 policy that sees only images could not know where to take the cube.
@@ -49,7 +52,7 @@ class TaskSpec:
 TRAIN_SEED_START = 0
 EVAL_SEED_START = 100_000
 
-PANDA_CAMERA = CameraSetup(eye=(0.35, -0.35, 0.45), target=(-0.05, 0.0, 0.12), fov=1.0)
+PANDA_CAMERA = CameraSetup(eye=(0.46, -0.46, 0.56), target=(0.0, 0.0, 0.10), fov=0.65)
 _PANDA = {
     "robot": "panda",
     "obs_mode": "rgb+depth",
