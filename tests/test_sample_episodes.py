@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stvla_core.sim.tasks import PANDA_CAMERA
-
 from stvla_core.episodes import Episode, load_episode
+from stvla_core.sim.tasks import PANDA_CAMERA
 
 REPO = Path(__file__).resolve().parents[1]
 EPISODES = REPO / "assets" / "episodes"

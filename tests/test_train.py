@@ -381,6 +381,32 @@ def test_exported_models_record_their_depth_input(pack: Path, tmp_path: Path) ->
         assert (pred.depth == 0).all() == (mode == "none")
 
 
+def test_a_run_can_start_from_an_earlier_models_weights(pack: Path, tmp_path: Path) -> None:
+    """`init_from` starts from the given weights (one step at a vanishing learning rate leaves
+    them as they were, unlike a fresh start), and a folder of another architecture is refused."""
+    train(_config(pack, tmp_path / "first", steps=2), progress=lambda m: None)
+    first = tmp_path / "first" / "model"
+    summary = train(
+        _config(pack, tmp_path / "warm", steps=1, learning_rate=1e-12, init_from=str(first)),
+        progress=lambda m: None,
+    )
+    assert summary["initialised_from"] == str(first)
+    cold = train(
+        _config(pack, tmp_path / "cold", steps=1, learning_rate=1e-12, seed=5), progress=lambda m: None
+    )
+    assert cold["initialised_from"] == ""
+    load = SpatialVLAForConditionalGeneration.from_pretrained
+    a, w, c = (load(tmp_path / r / "model", "cpu").state_dict() for r in ("first", "warm", "cold"))
+    key = "language_model.model.layers.0.self_attn.q_proj.weight"
+    assert torch.allclose(a[key].float(), w[key].float()) and not torch.allclose(
+        a[key].float(), c[key].float()
+    )
+    with pytest.raises(ValueError, match=r"architecture differs .*hidden_size: run 64, init 32"):
+        train(_config(pack, tmp_path / "wide", hidden=64, init_from=str(first)), progress=lambda m: None)
+    with pytest.raises(FileNotFoundError, match="holds no model"):
+        train(_config(pack, tmp_path / "none", init_from=str(tmp_path / "nowhere")), progress=lambda m: None)
+
+
 def test_holding_still_decodes_to_zero() -> None:
     # a quarter of the actions hold still and few turn, all one way (as the scripted expert):
     # the zero bins give the hold back within 1e-3 of the range, and positive turns survive

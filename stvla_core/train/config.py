@@ -50,6 +50,10 @@ class TrainConfig:
     # random shift of each training image by up to this many pixels (edges repeated), the pooled depth
     # shifted by the same amount in grid cells: against overfitting to the few hundred demonstrations
     augment_shift: int = 0
+    # a model folder (or "stvla-s") whose weights start a new run instead of random ones: training
+    # continues on this pack (new camera, more data) with the pack's own grid and intrinsics; the
+    # architecture must match hidden/layers/heads. Ignored when the run resumes its own checkpoint
+    init_from: str = ""
 
     def validate(self) -> None:
         parse_mode(self.depth_mode)

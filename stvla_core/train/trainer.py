@@ -281,6 +281,29 @@ def _check_same_run(path: Path, config: TrainConfig) -> None:
         raise ValueError(f"cannot resume {path.parent}: {diffs}. Use the same settings or a new run_dir")
 
 
+def init_model(source: str, model_cfg: Any, device: torch.device) -> SpatialVLAForConditionalGeneration:
+    """The weights of an earlier model as the start of a new run (fp32). Its architecture must be
+    the one this run trains: widths, depths, heads and vocabulary are compared and a mismatch is
+    named, so a wrong folder fails before any step."""
+    from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME
+
+    path = STVLA_S_DIR if source == STVLA_S_NAME else Path(source)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"init_from: {path} holds no model (config.json missing)")
+    model = SpatialVLAForConditionalGeneration.from_pretrained(path, device, torch.float32)
+    ours, theirs = model_cfg.to_dict(), model.config.to_dict()
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+    diff = [
+        f"{part}.{k}: run {ours[part][k]}, init {theirs[part][k]}"
+        for part in ("text_config", "vision_config")
+        for k in keys
+        if k in ours.get(part, {}) and ours[part][k] != theirs.get(part, {}).get(k)
+    ]
+    if diff:
+        raise ValueError(f"init_from {path}: architecture differs from this run's ({'; '.join(diff)})")
+    return model
+
+
 def train(config: TrainConfig, progress: Progress = print) -> dict[str, Any]:
     """Train (or resume) the run in config.run_dir; returns the summary. One process per run
     folder (the lock dies with its holder, kill -9 included)."""
@@ -341,6 +364,9 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
             raise ValueError(
                 f"run_dir {run_dir} holds step {start}, past steps={config.steps}; raise steps or use a new run_dir"
             )
+    elif config.init_from:
+        model = init_model(config.init_from, model_cfg, device)
+        progress(f"initialised from {config.init_from}")
     else:
         model = SpatialVLAForConditionalGeneration.build(model_cfg, device, torch.float32, seed=config.seed)
     model.train()
@@ -471,6 +497,7 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     summary = {
         "steps": config.steps,
         "resumed_from": start,
+        "initialised_from": config.init_from if not start else "",
         "parameters": n_params,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": "bf16 autocast, fp32 weights" if use_bf16 else "fp32",
