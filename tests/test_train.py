@@ -386,6 +386,14 @@ def test_a_run_can_start_from_an_earlier_models_weights(pack: Path, tmp_path: Pa
     them as they were, unlike a fresh start), and a folder of another architecture is refused."""
     train(_config(pack, tmp_path / "first", steps=2), progress=lambda m: None)
     first = tmp_path / "first" / "model"
+    # an earlier model of another camera and grid: its grid must be kept, its intrinsics replaced
+    proc = json.loads((first / "processor_config.json").read_text())
+    proc["bin_policy"]["translation"]["r_bins"] = [
+        x * 1.01 for x in proc["bin_policy"]["translation"]["r_bins"]
+    ]
+    for entry in proc["intrinsic_config"].values():
+        entry["intrinsic"] = [[v * 2 for v in row] for row in entry["intrinsic"]]
+    (first / "processor_config.json").write_text(json.dumps(proc))
     summary = train(
         _config(pack, tmp_path / "warm", steps=1, learning_rate=1e-12, init_from=str(first)),
         progress=lambda m: None,
@@ -401,6 +409,11 @@ def test_a_run_can_start_from_an_earlier_models_weights(pack: Path, tmp_path: Pa
     assert torch.allclose(a[key].float(), w[key].float()) and not torch.allclose(
         a[key].float(), c[key].float()
     )
+    warm_proc, cold_proc = (
+        json.loads((tmp_path / r / "model" / "processor_config.json").read_text()) for r in ("warm", "cold")
+    )
+    assert warm_proc["bin_policy"] == proc["bin_policy"] != cold_proc["bin_policy"]
+    assert warm_proc["intrinsic_config"] == cold_proc["intrinsic_config"] != proc["intrinsic_config"]
     with pytest.raises(ValueError, match=r"architecture differs .*hidden_size: run 64, init 32"):
         train(_config(pack, tmp_path / "wide", hidden=64, init_from=str(first)), progress=lambda m: None)
     with pytest.raises(FileNotFoundError, match="holds no model"):

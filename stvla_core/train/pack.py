@@ -30,6 +30,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -238,9 +239,10 @@ def _decode_video(path: str) -> np.ndarray:
 
 
 def _decode_videos(root: Path, meta: dict[str, Any], workers: int | None) -> np.ndarray:
+    """Threads, not processes: OpenCV decodes with the GIL released, and the frames (gigabytes for
+    a full pack) then need no pickling back through pipes, nor each worker a fresh interpreter."""
     videos = sorted({e["video"] for e in meta["episodes"]})
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = dict(zip(videos, pool.map(_decode_video, [str(root / v) for v in videos]), strict=True))
     return np.concatenate(
         [decoded[e["video"]][e["first_frame"] : e["first_frame"] + e["length"]] for e in meta["episodes"]]

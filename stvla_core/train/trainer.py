@@ -281,15 +281,34 @@ def _check_same_run(path: Path, config: TrainConfig) -> None:
         raise ValueError(f"cannot resume {path.parent}: {diffs}. Use the same settings or a new run_dir")
 
 
-def init_model(source: str, model_cfg: Any, device: torch.device) -> SpatialVLAForConditionalGeneration:
-    """The weights of an earlier model as the start of a new run (fp32). Its architecture must be
-    the one this run trains: widths, depths, heads and vocabulary are compared and a mismatch is
-    named, so a wrong folder fails before any step."""
+def _init_dir(source: str) -> Path:
     from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME
 
     path = STVLA_S_DIR if source == STVLA_S_NAME else Path(source)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"init_from: {path} holds no model (config.json missing)")
+    return path
+
+
+def keep_action_grid(proc_dir: Path, source: str) -> None:
+    """A run started from an earlier model keeps that model's action grid and statistics (its
+    output tokens mean what they meant; a grid refitted to new data moves bin edges under every
+    token) and takes only this pack's camera intrinsics."""
+    fresh = json.loads((proc_dir / "processor_config.json").read_text())
+    init = json.loads((_init_dir(source) / "processor_config.json").read_text())
+    missing = set(fresh.get("statistics", {})) - set(init.get("statistics", {}))
+    if missing:
+        raise ValueError(f"init_from {source}: its processor has no statistics for {sorted(missing)}")
+    init["intrinsic_config"] = fresh["intrinsic_config"]
+    init["_comment"] = fresh.get("_comment", "") + f" Action grid and statistics kept from {source}."
+    atomic_write_text(proc_dir / "processor_config.json", json.dumps(init, indent=2) + "\n")
+
+
+def init_model(source: str, model_cfg: Any, device: torch.device) -> SpatialVLAForConditionalGeneration:
+    """The weights of an earlier model as the start of a new run (fp32). Its architecture must be
+    the one this run trains: widths, depths, heads and vocabulary are compared and a mismatch is
+    named, so a wrong folder fails before any step."""
+    path = _init_dir(source)
     model = SpatialVLAForConditionalGeneration.from_pretrained(path, device, torch.float32)
     ours, theirs = model_cfg.to_dict(), model.config.to_dict()
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
@@ -347,6 +366,8 @@ def _train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
             f"ST-VLA-S processor: action grid and statistics fitted to the training episodes of the pack "
             f"{Path(config.pack).name} (dataset {pack.meta['config']['dataset']}); camera: the dataset's.",
         )
+        if config.init_from:
+            keep_action_grid(proc_dir, config.init_from)
     model_cfg = stvla_s_config(config.hidden, config.layers, config.heads)
     processor = SpatialVLAProcessor.from_pretrained(
         proc_dir,
