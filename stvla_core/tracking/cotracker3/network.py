@@ -266,7 +266,7 @@ class PyramidAtlas(NamedTuple):
     scale: Tensor  # (2,) grid units per pixel, x and y
     last: Tensor  # (L, 2) the largest pixel coordinates (x, y) on each level
     factor: Tensor  # (L,) level pixels per level-0 pixel: 2^-l
-    offsets: Tensor  # (P, 2) the (2r+1)^2 neighbourhood, in the official order
+    offsets: Tensor  # (P, 2) the (2r+1)^2 neighbourhood (x, y), x fastest (see `corr_weight`)
 
     def frames(self, start: int, stop: int) -> PyramidAtlas:
         """The atlas with frames start..stop-1 numbered from 0 (one window)."""
@@ -301,8 +301,7 @@ def pack_pyramid(levels: list[Tensor], radius: int) -> PyramidAtlas:
         scale=scale,
         last=consts(image, [v for h, w in sizes for v in (w - 1, h - 1)]).view(-1, 2),
         factor=consts(image, [2.0**-i for i in range(len(levels))]),
-        # (i, j) -> (x + i-offset, y + j-offset): the official grid puts its first axis on x
-        offsets=torch.stack([dy, dx], dim=-1).view(-1, 2),
+        offsets=torch.stack([dx, dy], dim=-1).view(-1, 2),
     )
 
 
@@ -383,11 +382,16 @@ class CoTrackerThreeBase(nn.Module):
         return feats.to(compute_dtype(atlas.image)).contiguous()
 
     def corr_weight(self, dtype: torch.dtype) -> Tensor:
-        """corr_mlp's first weight (384, P*P) with zero columns where the support is padded:
-        (384, P*Q), in the matmul's dtype (cast once, not per call)."""
+        """corr_mlp's first weight for the correlation as `correlate` lays it out: (384, P*Q), in
+        the matmul's dtype (cast once, not per call). The official layout takes the moving
+        point's offset first, then the query's, each with its x offset outermost (the official
+        grid puts its first axis on x); ours samples x fastest, so neighbouring threads of
+        grid_sample read neighbouring pixels, and pads the query's P offsets to Q with zero
+        columns."""
         w = self.corr_mlp.fc1.weight
-        p = round(math.sqrt(w.shape[1]))
-        return F.pad(w.view(-1, p, p), (0, aligned(p) - p)).flatten(1).to(dtype)
+        k = 2 * self.corr_radius + 1
+        w = w.view(-1, k, k, k, k).permute(0, 2, 1, 4, 3).reshape(-1, k * k, k * k)  # x fastest
+        return F.pad(w, (0, aligned(k * k) - k * k)).flatten(1).to(dtype)
 
     def correlate(self, atlas: PyramidAtlas, coords: Tensor, supports: Tensor, weight: Tensor) -> Tensor:
         """Local 4D correlation around each track point on every level, embedded by `corr_mlp`:
