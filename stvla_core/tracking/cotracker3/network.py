@@ -256,8 +256,8 @@ class PyramidAtlas(NamedTuple):
     them where the correlation's matmul reads them (`CoTrackerThreeBase.correlate`).
 
     A frame's tile holds level 0 with the coarser levels stacked in a column to its right; tiles
-    fill a roughly square grid, since grid_sample's [-1, 1] coordinates round to ~6e-8 of the
-    image's side (~2e-5 px at 224 x 336, 16 frames of 56 x 56). Points are clamped to their level
+    fill a roughly square grid, since grid_sample's [-1, 1] coordinates round to ~3e-8 of the
+    image's side (~1e-5 px at 392 x 420, the 32 frames of 56 x 56 of an online b = 30 clip). Points are clamped to their level
     before the tile's origin is added: that is the official border padding, so a sample gives a
     neighbouring tile no more than that rounding's weight."""
 
@@ -360,24 +360,27 @@ class CoTrackerThreeBase(nn.Module):
     def _grid(atlas: PyramidAtlas, xy: Tensor, bias: Tensor) -> Tensor:
         """grid_sample coordinates of each point's neighbourhood on every level, clamped to the
         level (border padding): xy (B, N, S, 2) level-0 feature-map pixels, bias (`atlas.bias`)
-        broadcastable to (B, N, L, S, 1, 2) -> (B, N, L, S, P, 2)."""
-        pts = xy[:, :, None, :, None] * atlas.factor[:, None, None, None] + atlas.offsets
-        last = atlas.last[:, None, None]
+        broadcastable to (B, L, N, S, 1, 2) -> (B, L, N, S, P, 2). Level first: one
+        grid_sample's threads go through the levels one after another, as the official
+        per-level calls did, so the feature maps they read at once are one level's."""
+        pts = xy[:, None, :, :, None] * atlas.factor[:, None, None, None, None] + atlas.offsets
+        last = atlas.last[:, None, None, None]
         return torch.addcmul(bias, torch.clamp(pts, torch.zeros_like(last), last), atlas.scale)
 
     def supports(self, atlas: PyramidAtlas, queries: Tensor) -> Tensor:
         """The features of each query's neighbourhood on every level of its own frame, laid out
         as the correlation's right operand in the dtype its matmul runs in: queries (B, N, 3)
-        (frame, x, y) -> (B, N*L, C, Q), the P neighbourhood positions padded with zeros to Q
+        (frame, x, y) -> (B, L*N, C, Q), the P neighbourhood positions padded with zeros to Q
         (`aligned`)."""
         b, n = queries.shape[:2]
         frames = queries[..., 0].long()
         xy = (queries[..., 1:3] / self.stride)[:, :, None]  # (B, N, 1, 2)
-        grid = self._grid(atlas, xy, atlas.bias[frames][:, :, :, None, None])  # (B, N, L, 1, P, 2)
+        bias = atlas.bias[frames].transpose(1, 2)[:, :, :, None, None]  # (B, L, N, 1, 1, 2)
+        grid = self._grid(atlas, xy, bias)  # (B, L, N, 1, P, 2)
         p = grid.shape[-2]
         feats = F.grid_sample(
             atlas.image, grid.reshape(b, -1, p, 2), align_corners=True, padding_mode="border"
-        )  # (B, C, N L, P)
+        )  # (B, C, L N, P)
         feats = F.pad(feats.permute(0, 2, 1, 3), (0, aligned(p) - p))
         return feats.to(compute_dtype(atlas.image)).contiguous()
 
@@ -396,26 +399,26 @@ class CoTrackerThreeBase(nn.Module):
     def correlate(self, atlas: PyramidAtlas, coords: Tensor, supports: Tensor, weight: Tensor) -> Tensor:
         """Local 4D correlation around each track point on every level, embedded by `corr_mlp`:
         coords (B, N, S, 2) level-0 feature-map pixels on the atlas' frames, supports from
-        `supports`, weight from `corr_weight` -> (B, N, L, S, 256).
+        `supports`, weight from `corr_weight` -> (B, L, N, S, 256).
 
-        One grid_sample per clip writes (C, N*L, S*P): for each point and level an (S*P, C)
+        One grid_sample per clip writes (C, L*N, S*P): for each level and point an (S*P, C)
         block with C as its leading dimension, which is a matmul operand as it lies. Its product
         with the (C, Q) support of that point and level is (S, P, Q), the order corr_mlp reads,
-        so nothing of the (N*L*S*P, C) samples is copied or permuted; the official einsum
+        so nothing of the (L*N*S*P, C) samples is copied or permuted; the official einsum
         "btnhwc,bnijc->btnhwij" made them contiguous twice. Clips go one at a time, so one clip's
         float32 samples (1.4 GB for 900 points, 16 frames) are alive at once."""
         b, n, s, _ = coords.shape
         levels = atlas.factor.shape[0]
-        grid = self._grid(atlas, coords, atlas.bias.transpose(0, 1)[:, :, None])
-        grid = grid.reshape(b, n * levels, -1, 2)
+        grid = self._grid(atlas, coords, atlas.bias.transpose(0, 1)[:, None, :, None])
+        grid = grid.reshape(b, levels * n, -1, 2)
         mlp = self.corr_mlp
         out = []
         for i in range(b):
             feats = F.grid_sample(
                 atlas.image[i : i + 1], grid[i : i + 1], align_corners=True, padding_mode="border"
-            )[0]  # (C, N L, S P)
-            corr = torch.bmm(feats.permute(1, 2, 0), supports[i])  # (N L, S P, Q)
-            hidden = mlp.act(F.linear(corr.view(n, levels, s, -1), weight, mlp.fc1.bias))
+            )[0]  # (C, L N, S P)
+            corr = torch.bmm(feats.permute(1, 2, 0), supports[i])  # (L N, S P, Q)
+            hidden = mlp.act(F.linear(corr.view(levels, n, s, -1), weight, mlp.fc1.bias))
             out.append(mlp.fc2(hidden))
         return torch.stack(out)
 
@@ -453,7 +456,7 @@ class CoTrackerThreeBase(nn.Module):
             corr = self.correlate(atlas, coords, supports, corr_weight)
             step = (coords[:, :, 1:] - coords[:, :, :-1]) / scale
             motion = posenc(torch.cat([F.pad(-step, (0, 0, 0, 1)), F.pad(step, (0, 0, 1, 0))], dim=-1))
-            x = torch.cat([vis, conf, *corr.unbind(2), motion, zeros], dim=-1) + time_emb
+            x = torch.cat([vis, conf, *corr.unbind(1), motion, zeros], dim=-1) + time_emb
             delta = self.updateformer(x, in_weight)  # (B, N, S, 4)
             coords = coords + delta[..., :2]
             vis = vis + delta[..., 2:3]
@@ -497,7 +500,7 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
         if pad:
             fmaps = torch.cat([fmaps, fmaps[:, -1:].expand(b, pad, *fmaps.shape[2:])], dim=1)
         atlas = self.atlas(fmaps)
-        supports = self.supports(atlas, queries).unflatten(1, (n, -1))  # (B, N, L, C, Q)
+        supports = self.supports(atlas, queries).unflatten(1, (-1, n))  # (B, L, N, C, Q)
         q_frames = queries[..., 0].long()  # (B, N)
         out_xy = fmaps.new_zeros(b, t, n, 2)
         out_vis = fmaps.new_zeros(b, t, n)
@@ -516,7 +519,7 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
                 coords = torch.where(carry[..., None], hold(out_xy[:, prev] / self.stride), coords)
                 vis = torch.where(carry, hold(out_vis[:, prev]), vis)
                 conf = torch.where(carry, hold(out_conf[:, prev]), conf)
-            active = (q_frames < start + s)[:, :, None, None, None]  # (B, N, 1, 1, 1)
+            active = (q_frames < start + s)[:, None, :, None, None]  # (B, 1, N, 1, 1)
             masked = (supports * active).flatten(1, 2)
             xy, v, c = self.refine(atlas.frames(start, start + s), masked, coords, vis, conf, iters)
             keep = min(t - start, s)
