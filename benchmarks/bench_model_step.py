@@ -56,7 +56,7 @@ from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProces
 from stvla_core.model.shipped import STVLA_S_DIR, stvla_s_available  # noqa: E402
 from stvla_core.policy import BatchedPolicy, Policy, PolicyConfig  # noqa: E402
 from stvla_core.traces import TraceConfig  # noqa: E402
-from stvla_core.tracking import TRACKERS, Clip  # noqa: E402
+from stvla_core.tracking import TRACKERS, Clip, track_clips  # noqa: E402
 
 EPISODES = ROOT / "assets" / "episodes"
 PATHS = ("reference", "fast")
@@ -111,6 +111,23 @@ def _build(size: str, device: torch.device) -> tuple[SpatialVLAForConditionalGen
     else:
         model = SpatialVLAForConditionalGeneration.build(spatialvla_4b(), device, dtype, seed=0)
     return model, processor_for(model)
+
+
+def _before(path: Path) -> dict:
+    """What of an earlier run this one is compared with: its fast stages, tracker-alone lines
+    and batched closed loop."""
+    try:
+        earlier = json.loads(path.read_text())
+        return {
+            "file": str(path),
+            "stages": {"fast": earlier["stages"]["fast"]},
+            "tracker_variants": earlier.get("tracker_variants", {}),
+            "batched": earlier.get("batched"),
+        }
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise SystemExit(
+            f"error: --before {path}: not a JSON of this benchmark ({type(e).__name__}: {e})"
+        ) from None
 
 
 class Bench:
@@ -282,8 +299,10 @@ class Bench:
         user can pick: the reference's, the fast path's, the fast path's with CoTracker3's
         offline network, which covers b <= 60 frames in one window (the online one needs 3
         overlapping windows of 16 for b = 30, so 3x the transformer updates), and with a quarter
-        of the grid points (selection keeps K moving ones of them). Timings only:
-        with random weights the tracks mean nothing (bench_cotracker3_resolution.py judges them)."""
+        of the grid points (selection keeps K moving ones of them); then the fast one on the
+        windows of --batch environments in one call (`track_clips`, as BatchedPolicy tracks).
+        Timings only: with random weights the tracks mean nothing (bench_cotracker3_resolution.py
+        judges them)."""
         a, ep = self.args, self.episodes[0]
         fast = json.loads(a.tracker_options or "{}")
         variants = {
@@ -303,6 +322,26 @@ class Bench:
                 tracker.track(Clip(ep.frames[idx], window_indices(t, a.buffer), key="variants"))
 
             out[name] = {"options": options, **_stats(_timed(step, self.device, a.warmup, a.steps))}
+        if a.batch > 1:
+            lead = TRACKERS.create(a.tracker, **fast)
+            fork = getattr(lead, "fork", None)
+            trackers = [lead] + [
+                fork() if fork else TRACKERS.create(a.tracker, **fast) for _ in range(a.batch - 1)
+            ]
+            eps = [self.episodes[i % len(self.episodes)] for i in range(a.batch)]
+            steps = iter(range(a.buffer - 1, a.buffer - 1 + a.warmup + a.steps))
+
+            def step_all(steps=steps) -> None:
+                t = next(steps)
+                clips = []
+                for j, e in enumerate(eps):  # each environment j frames further on
+                    idx = window_indices(t + j, a.buffer)
+                    clips.append(Clip(e.frames[idx % e.num_frames], idx, key=f"variants {j}"))
+                track_clips(trackers, clips)
+
+            stats = _stats(_timed(step_all, self.device, a.warmup, a.steps))
+            name = f"fast, B = {a.batch} windows in one call"
+            out[name] = {"options": fast | {"batch": a.batch}, **stats}
         self.result["tracker_variants"] = out
 
     def batched_numerics(self) -> None:
@@ -413,6 +452,12 @@ def main() -> None:
     ap.add_argument("--no-graphs", action="store_true", help="fast path without CUDA graphs (debugging)")
     ap.add_argument("--quick", action="store_true", help="tiny model on the CPU, 3 steps, batch 2, b = 8")
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="JSON of an earlier run (e.g. results/bench/h200_round2.json): its fast-path and "
+        "tracker-alone timings are printed beside this run's",
+    )
     args = ap.parse_args()
     if args.quick:
         args.size, args.device, args.steps, args.warmup = "tiny", "cpu", 3, 1
@@ -436,7 +481,10 @@ def main() -> None:
             opts.update(model_resolution=[384, 512], amp="none", graphs=False, incremental=False)
             args.reference_tracker_options = json.dumps(opts)
 
+    before = _before(args.before) if args.before else None  # fail early on a bad file
     result = Bench(args).run()
+    if before:
+        result["before"] = before
     from bench_table import markdown  # noqa: PLC0415 (a sibling script)
 
     print(markdown(result))

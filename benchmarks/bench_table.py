@@ -27,6 +27,7 @@ def _ms(stage: dict | None, q: str) -> str:
 def markdown(result: dict) -> str:
     """Markdown: a line naming the run, the per-stage table (reference vs fast), tokens, batched."""
     ref, fast = result["stages"]["reference"], result["stages"]["fast"]
+    before = result.get("before")  # an earlier run (--before): its numbers beside this run's
     params = result.get("params", 0) / 1e9
     lines = [
         f"{result.get('device', '?')}, ST-VLA {result.get('size', '?')} ({params:.2f} B parameters, "
@@ -35,9 +36,11 @@ def markdown(result: dict) -> str:
         f"{json.dumps(result.get('tracker_options', {}))}, b = {result.get('buffer', '?')}, Variant C, "
         f"{result.get('steps', '?')} steps, CUDA graphs: {'yes' if result.get('graphs') else 'no'}; "
         f"`{result.get('command', '')}`",
+        *([] if before is None else ["", f'Column "before": the fast path of `{before["file"]}`.']),
         "",
-        "| stage | reference p50 ms | reference p95 ms | fast p50 ms | fast p95 ms | speed-up (p50) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| stage | reference p50 ms | reference p95 ms | fast p50 ms | fast p95 ms | speed-up (p50) |"
+        + (" fast p50 ms before |" if before else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if before else ""),
     ]
     for stage in STAGE_ORDER:
         r, f = ref.get(stage), fast.get(stage)
@@ -47,6 +50,7 @@ def markdown(result: dict) -> str:
         name = f"{stage} (derived)" if (r or f or {}).get("derived") else stage
         lines.append(
             f"| {name} | {_ms(r, 'p50')} | {_ms(r, 'p95')} | {_ms(f, 'p50')} | {_ms(f, 'p95')} | {speed} |"
+            + (f" {_ms(before['stages']['fast'].get(stage), 'p50')} |" if before else "")
         )
     peak = result.get("cuda_peak_gib", {})
     if peak:
@@ -71,8 +75,10 @@ def markdown(result: dict) -> str:
             f"| B = {b['batch']} environments | model p50 ms | policy steps/s (model) | step p50 ms (with tracking) | policy steps/s (closed loop) |",
             "|---|---:|---:|---:|---:|",
         ]
-        for p in ("reference", "fast"):
-            r = b[p]
+        rows = [(p, b[p]) for p in ("reference", "fast")]
+        if before and before.get("batched") and before["batched"].get("batch") == b["batch"]:
+            rows.append(("fast, before", before["batched"]["fast"]))
+        for p, r in rows:
             lines.append(
                 f"| {p} | {r['model']['p50']:.1f} | {r['model_steps_per_s']:.1f} | {r['total']['p50']:.1f} | {r['steps_per_s']:.1f} |"
             )
@@ -81,9 +87,16 @@ def markdown(result: dict) -> str:
         )
     variants = result.get("tracker_variants")
     if variants:
-        lines += ["", "| tracker alone, b-frame window | p50 ms | p95 ms | options |", "|---|---:|---:|---|"]
+        earlier = before["tracker_variants"] if before else {}
+        lines += [
+            "",
+            "| tracker alone, b-frame window | p50 ms | p95 ms | options |"
+            + (" p50 ms before |" if before else ""),
+            "|---|---:|---:|---|" + ("---:|" if before else ""),
+        ]
         lines += [
             f"| {name} | {r['p50']:.1f} | {r['p95']:.1f} | `{json.dumps(r['options'])}` |"
+            + (f" {_ms(earlier.get(name), 'p50')} |" if before else "")
             for name, r in variants.items()
         ]
     numerics = result.get("batched_numerics")

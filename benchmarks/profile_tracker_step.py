@@ -1,12 +1,15 @@
 """Where one fast-path tracking step spends its time: CoTracker3 stepped over a bundled episode's
 b-frame windows, once with CUDA graphs and once without, each timed against the other in the same
 run, then one step of each under torch.profiler (kernel time per op, launches, host time).
+--batch B steps B environments' windows in one call, as BatchedPolicy does.
 
 python benchmarks/profile_tracker_step.py --device cuda --json $OUT/tracker_profile.json
+python benchmarks/profile_tracker_step.py --device cuda --batch 16 --json $OUT/tracker_profile_b16.json
 python benchmarks/profile_tracker_step.py --device cpu --buffer 8 --options '{"model_resolution": [112, 112]}'
 
-Issue 12: with graphs the fast tracker still took 186 ms a step on the H200 (the launch count
-predicted ~30 ms); this says whether the time is in kernels, in launches, or on the host."""
+Issue 12: with graphs the fast tracker took 186 ms a step on the H200, 179 ms of it in kernels,
+most around the correlation's layout (results/bench/h200_tracker_profile.*); this says where the
+time is after the correlation was re-laid (network.py, `correlate`)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from stvla_core.buffer import window_indices  # noqa: E402
 from stvla_core.episodes import load_episode  # noqa: E402
-from stvla_core.tracking import TRACKERS, Clip  # noqa: E402
+from stvla_core.tracking import TRACKERS, Clip, track_clips  # noqa: E402
 
 FAST = {"pretrained": False, "model_resolution": [224, 224], "amp": "bf16", "graphs": True}
 
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rows", type=int, default=25, help="ops listed per profile")
+    ap.add_argument("--batch", type=int, default=1, help="environments tracked in one call")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     ep = load_episode(a.episode)
@@ -53,11 +57,15 @@ def main() -> None:
     for name, options in {"graphs": base, "no graphs": base | {"graphs": False}}.items():
         if name == "graphs" and not base["graphs"]:
             continue
-        tracker = TRACKERS.create("cotracker3", **options)
+        lead = TRACKERS.create("cotracker3", **options)
+        trackers = [lead] + [lead.fork() for _ in range(a.batch - 1)]
 
-        def step(t: int, tracker=tracker) -> None:
-            idx = window_indices(t, a.buffer) % ep.num_frames
-            tracker.track(Clip(ep.frames[idx], window_indices(t, a.buffer), key="profile"))
+        def step(t: int, trackers=trackers) -> None:
+            clips = []
+            for j in range(a.batch):  # environment j is j frames further on
+                idx = window_indices(t + j, a.buffer)
+                clips.append(Clip(ep.frames[idx % ep.num_frames], idx, key=f"profile {j}"))
+            track_clips(trackers, clips)
 
         t = t0
         for _ in range(a.warmup):
@@ -89,7 +97,8 @@ def main() -> None:
             "ops": int(sum(e.count for e in events)),
         }
     print(
-        f"CoTracker3 (random weights) on {a.device}, b = {a.buffer}, {a.steps} timed steps after {a.warmup}"
+        f"CoTracker3 (random weights) on {a.device}, b = {a.buffer}, {a.batch} window(s) a call, "
+        f"{a.steps} timed steps after {a.warmup}"
     )
     print("| setting | median step ms | GPU kernel time in one step ms | profiled ops |")
     print("|---|---:|---:|---:|")

@@ -31,6 +31,7 @@ from stvla_core.model.processing_spatialvla import ModelInputs, SpatialVLAProces
 from stvla_core.model.shipped import STVLA_S_DIR, STVLA_S_NAME, stvla_s_available
 from stvla_core.model.tiny import processor_for, tiny_model
 from stvla_core.traces import VARIANTS, TraceConfig, TracedFrame, TracePipeline
+from stvla_core.tracking import Tracker, track_clips
 
 # traced = the trace config's variant; none = zeros through Ego3D (a model trained without depth)
 DEPTH_MODES = ("traced", *VARIANTS, "raw", "none", "model")
@@ -135,12 +136,15 @@ class Policy:
         model: SpatialVLAForConditionalGeneration,
         processor: SpatialVLAProcessor,
         config: PolicyConfig | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
+        """`tracker`: one to trace with instead of building the config's (BatchedPolicy hands
+        each environment a fork of one CoTracker3 network)."""
         self.model = model.eval()
         self.processor = processor
         self.config = config or PolicyConfig()
         self.config.validate()
-        self.pipeline = self._make_pipeline() if self.config.depth != "model" else None
+        self.pipeline = self._make_pipeline(tracker) if self.config.depth != "model" else None
         self.ensembler = ActionEnsembler(processor.action_chunk_size, self.config.ensemble_temp)
         self.instruction: str | None = None
         self.intrinsics: np.ndarray | None = None
@@ -244,11 +248,12 @@ class Policy:
         return {m: self._infer(rgb, None if m == "model" else frame, text, k, m, t) for m in modes}
 
     # -- shared -----------------------------------------------------------------------------
-    def _make_pipeline(self) -> TracePipeline:
-        """The trace pipeline of the config; depth source "policy" is this model's own estimate."""
+    def _make_pipeline(self, tracker: Tracker | None = None) -> TracePipeline:
+        """The trace pipeline of the config (with `tracker` when given); depth source "policy" is
+        this model's own estimate."""
         if self.config.trace.depth == "policy":
-            return TracePipeline(self.config.trace, depth_estimator=PolicyDepth(self.model, self.processor))
-        return TracePipeline(self.config.trace)
+            return TracePipeline(self.config.trace, tracker, PolicyDepth(self.model, self.processor))
+        return TracePipeline(self.config.trace, tracker)
 
     def _depth_for(self, frame: TracedFrame | None, mode: str) -> tuple[np.ndarray | None, str]:
         if mode == "model" or frame is None:
@@ -376,9 +381,11 @@ class Policy:
 
 class BatchedPolicy:
     """B environments stepped together: each keeps its own frame buffer, traces and action
-    ensembling (one `Policy` each), and the model answers all B in one batched forward, prompts of
+    ensembling (one `Policy` each), the windows of all B are tracked in one call where the tracker
+    can (`track_clips`: CoTracker3 runs its network once on a batch of B windows, each environment
+    keeping its own feature cache), and the model answers all B in one batched forward, prompts of
     unequal length left-padded under an attention mask. Closed-loop evaluation throughput then
-    grows with B instead of paying one model call per environment."""
+    grows with B instead of paying one tracker and one model call per environment."""
 
     def __init__(
         self,
@@ -389,7 +396,10 @@ class BatchedPolicy:
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch: expected >= 1 environments, found {batch}")
-        self.policies = [Policy(model, processor, config) for _ in range(batch)]
+        lead = Policy(model, processor, config)
+        fork = getattr(lead.pipeline.tracker, "fork", None) if lead.pipeline is not None else None
+        others = [Policy(model, processor, config, fork() if fork else None) for _ in range(batch - 1)]
+        self.policies = [lead, *others]
         self.model, self.processor = model, processor
         self.timings: dict[str, float] = {}
 
@@ -424,15 +434,14 @@ class BatchedPolicy:
         siglip = None
         if lead.config.fast:  # SigLIP of all B frames under way while each environment traces
             siglip = lead._fast().see(torch.stack([self.processor.pixel_values(rgb) for rgb in frames]))
-        items, sources, traced = [], [], []
-        for policy, rgb, depth in zip(self.policies, frames, depths, strict=True):
-            frame = policy.pipeline.push(rgb, depth) if policy.pipeline is not None else None
+        traced = self._trace(frames, depths)
+        items, sources = [], []
+        for policy, rgb, frame in zip(self.policies, frames, traced, strict=True):
             inputs, source = policy._inputs(
                 rgb, frame, policy.instruction, policy.intrinsics, policy.config.depth
             )
             items.append(inputs)
             sources.append(source)
-            traced.append(frame)
         mid = time.perf_counter()
         batch = ModelInputs.stack(items, self.model.config.pad_token_id)
         host = lead._host(lead.generate(batch, siglip))
@@ -448,3 +457,19 @@ class BatchedPolicy:
             "total": (end - start) * 1e3,
         }
         return np.stack(actions)
+
+    def _trace(self, frames: list[np.ndarray], depths: list[np.ndarray | None]) -> list[TracedFrame | None]:
+        """Each environment's traced frame (None without a trace pipeline), the windows of all
+        environments tracked together (`track_clips`)."""
+        pipes = [policy.pipeline for policy in self.policies]
+        if any(pipe is None for pipe in pipes):
+            return [None] * self.batch
+        for pipe, rgb, depth in zip(pipes, frames, depths, strict=True):
+            pipe.feed(rgb, depth)
+        clips = [pipe.window() for pipe in pipes]
+        ready = [i for i, clip in enumerate(clips) if len(clip.frames) >= 2]  # one frame: no tracks yet
+        tracks = track_clips([pipes[i].tracker for i in ready], [clips[i] for i in ready])
+        made = dict(zip(ready, tracks, strict=True))
+        return [
+            pipe.trace(clip, made.get(i)) for i, (pipe, clip) in enumerate(zip(pipes, clips, strict=True))
+        ]

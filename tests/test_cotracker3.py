@@ -332,3 +332,83 @@ def test_fast_configuration_tracks_like_the_reference_against_the_oracle():
     assert np.median(np.concatenate(gaps)) < 0.5
     err = {name: np.median(np.concatenate(e)) for name, e in errors.items()}
     assert abs(err["fast"] - err["reference"]) < 0.5
+
+
+def _bilinear_border(img: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """img (C, h, w) at points xy (M, 2) -> (M, C): bilinear, points clamped into the image."""
+    _, h, w = img.shape
+    x, y = xy[:, 0].clamp(0, w - 1), xy[:, 1].clamp(0, h - 1)
+    x0, y0 = x.floor().clamp(max=max(w - 2, 0)), y.floor().clamp(max=max(h - 2, 0))
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return img[:, yy.long(), xx.long()].T
+
+    return (
+        at(y0, x0) * (1 - fx) * (1 - fy)
+        + at(y0, x1) * fx * (1 - fy)
+        + at(y1, x0) * (1 - fx) * fy
+        + at(y1, x1) * fx * fy
+    )
+
+
+def test_correlation_equals_the_straightforward_formula():
+    """`correlate` (every level of every frame packed in one atlas, one grid_sample, the matmul on
+    the samples as they lie, padded operands) against the formula written plainly: around each
+    track point, on each level, the (2r+1)^2 bilinear samples (border-clamped) dotted with the
+    query's (2r+1)^2 samples on its own frame, through corr_mlp as the official einsum lays them
+    out (the moving point's offset first, x offset before y offset). Unit-norm features as the
+    encoder's: the embeddings are ~0.1 and agree to ~3e-7 (grid_sample's coordinates round to
+    ~3e-8 of the atlas' side, not of a level's)."""
+    torch.manual_seed(0)
+    net = CoTrackerThreeOnline(window_len=16, model_resolution=RES).eval()
+    g = torch.Generator().manual_seed(1)
+    b, t, n, (h, w) = 2, 5, 6, (RES[0] // 4, RES[1] // 4)
+    fmaps = torch.randn(b, t, 128, h, w, generator=g)
+    fmaps = fmaps / fmaps.norm(dim=2, keepdim=True)
+    frames = torch.randint(0, t, (b, n, 1), generator=g).float()
+    xy = torch.rand(b, n, 2, generator=g) * torch.tensor([RES[1] + 8.0, RES[0] + 8.0]) - 4
+    queries = torch.cat([frames, xy], dim=-1)  # model pixels, some outside the frame
+    coords = torch.rand(b, t, n, 2, generator=g) * torch.tensor([w + 6.0, h + 6.0]) - 3
+    with torch.inference_mode():
+        atlas = net.atlas(fmaps)
+        supports = net.supports(atlas, queries)
+        got = net.correlate(atlas, coords.transpose(1, 2), supports, net.corr_weight(torch.float32))
+        d = torch.arange(-3, 4, dtype=torch.float32)
+        offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), dim=-1).reshape(-1, 2)  # (x, y)
+        for lvl, level in enumerate(net.pyramid(fmaps)):
+            want = torch.zeros(b, t, n, 256)
+            for i in range(b):
+                support = torch.stack(
+                    [
+                        _bilinear_border(level[i, int(frames[i, j])], xy[i, j] / 4 / 2**lvl + offsets)
+                        for j in range(n)
+                    ]
+                )  # (N, P, C)
+                for s in range(t):
+                    pts = (coords[i, s, :, None] / 2**lvl + offsets).reshape(-1, 2)
+                    feats = _bilinear_border(level[i, s], pts).reshape(n, 49, 128)
+                    corr = torch.einsum("npc,nqc->npq", feats, support)
+                    want[i, s] = net.corr_mlp(corr.reshape(n, -1))
+            torch.testing.assert_close(got[:, lvl].transpose(1, 2), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_of_clips_tracks_as_each_clip_alone():
+    """Batched tracking (BatchedPolicy's one network call for B environments) gives each clip
+    what it gets alone: the batch shares the weights, nothing else."""
+    torch.manual_seed(0)
+    net = CoTrackerThreeOnline(window_len=16, model_resolution=RES).eval()
+    g = torch.Generator().manual_seed(2)
+    fmaps = torch.randn(3, 10, 128, RES[0] // 4, RES[1] // 4, generator=g)
+    fmaps = fmaps / fmaps.norm(dim=2, keepdim=True)
+    queries = torch.cat(
+        [torch.zeros(3, 5, 1), torch.rand(3, 5, 2, generator=g) * torch.tensor([RES[1] - 1.0, RES[0] - 1.0])],
+        dim=-1,
+    )
+    with torch.inference_mode():
+        together = net.track(fmaps, queries, iters=2)
+        for i in range(3):
+            alone = net.track(fmaps[i : i + 1], queries[i : i + 1], iters=2)
+            for a, t in zip(alone, together, strict=True):
+                torch.testing.assert_close(t[i : i + 1], a, rtol=1e-5, atol=1e-4)

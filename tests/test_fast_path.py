@@ -136,6 +136,41 @@ def test_batched_policy_equals_one_policy_per_environment(fast: bool) -> None:
             np.testing.assert_allclose(batched.policies[i].last.token_probs, pol.last.token_probs, atol=1e-5)
 
 
+def test_batched_policy_tracks_all_environments_in_one_call() -> None:
+    """With CoTracker3, the B environments share one network and each step tracks their windows
+    in one call (their new frames in one encoder call), each with its own feature cache; every
+    environment's tracks equal those of a policy of its own (float32 on the CPU)."""
+    options = dict(pretrained=False, model_resolution=(64, 96), iters=1, grid=3, support_grid=0)
+    config = PolicyConfig(
+        trace=TraceConfig(buffer=4, depth="episode", tracker="cotracker3", tracker_options=options)
+    )
+    eps = [
+        translating_episode(t=5, h=48, w=64, dx=dx, dy=dy)
+        for dx, dy in ((1.0, 0.0), (-2.0, 1.0), (0.5, -1.5))
+    ]
+    texts = ["pick", "place the cup", "push"]
+    batched = BatchedPolicy(tiny_model(0), processor_for(tiny_model(0)), 3, config)
+    predictors = {id(p.pipeline.tracker.predictor) for p in batched.policies}
+    assert len(predictors) == 1 and len({id(p.pipeline.tracker) for p in batched.policies}) == 3
+    net = batched.policies[0].pipeline.tracker.predictor.model
+    calls = []
+    track = net.track
+    net.track = lambda fmaps, *a: calls.append(fmaps.shape[0]) or track(fmaps, *a)
+    batched.reset(texts)
+    singles = [Policy.tiny(config) for _ in texts]
+    for pol, text in zip(singles, texts, strict=True):
+        pol.reset(text)
+    for t in range(5):
+        batched.step([e.frames[t] for e in eps], [e.depth[t] for e in eps])
+        for i, (pol, ep) in enumerate(zip(singles, eps, strict=True)):
+            pol.step(ep.frames[t], ep.depth[t])
+            got, want = batched.policies[i].last.traced.tracks, pol.last.traced.tracks
+            np.testing.assert_allclose(got.points, want.points, atol=1e-4)
+            np.testing.assert_array_equal(got.visible, want.visible)
+    assert calls == [3] * 4  # one call a step from the second frame on, all 3 windows in it
+    assert [p.pipeline.tracker.encoded for p in batched.policies] == [5, 5, 5]
+
+
 def test_batched_policy_bad_use() -> None:
     with pytest.raises(ValueError, match="batch: expected >= 1 environments, found 0"):
         BatchedPolicy(tiny_model(0), processor_for(tiny_model(0)), 0)

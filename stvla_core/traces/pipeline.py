@@ -168,17 +168,33 @@ class TracePipeline:
     def push(self, rgb: np.ndarray, depth: np.ndarray | None = None) -> TracedFrame:
         """Buffer a frame and trace the window it closes."""
         self.feed(rgb, depth)
-        assert self._stream is not None
+        return self.trace(self.window())
+
+    def window(self) -> Clip:
+        """The stream's current window, oldest frame first (`push` = `feed`, `window`, `trace`)."""
+        if self._stream is None:
+            raise RuntimeError("no frames fed: call feed() or push() first")
         frames, idx = self._stream.window()
-        depths = np.stack([self._depth.get((self._stream_key, int(i))) for i in idx])
-        return self._trace(Clip(frames=frames, indices=idx, key=self._stream_key), depths, None)
+        return Clip(frames=frames, indices=idx, key=self._stream_key)
+
+    def trace(self, clip: Clip, tracks: Tracks | None = None) -> TracedFrame:
+        """Trace a window of the stream (`window`); `tracks` when they are already made
+        (BatchedPolicy tracks the windows of all its environments in one call)."""
+        depths = np.stack([self._depth.get((self._stream_key, int(i))) for i in clip.indices])
+        return self._trace(clip, depths, None, tracks)
 
     # -- shared: tracks -> traced maps -----------------------------------------------------------
-    def _trace(self, clip: Clip, depths: np.ndarray, seg: tuple[np.ndarray, list[int]] | None) -> TracedFrame:
+    def _trace(
+        self,
+        clip: Clip,
+        depths: np.ndarray,
+        seg: tuple[np.ndarray, list[int]] | None,
+        tracks: Tracks | None = None,
+    ) -> TracedFrame:
         c = self.config
-        if clip.frames.shape[0] >= 2:
+        if tracks is None and clip.frames.shape[0] >= 2:
             tracks = self.tracker.track(clip)
-        else:  # the first frame of an episode: nothing to track yet
+        elif tracks is None:  # the first frame of an episode: nothing to track yet
             tracks = Tracks(np.zeros((1, 0, 2), np.float32), np.zeros((1, 0), bool))
         ids = select_active(tracks, SelectionConfig(c.max_traces, c.min_displacement, c.seed))
         active = tracks.subset(ids)

@@ -9,6 +9,7 @@ from stvla_core.tracking.base import (
     TrackerUnavailableError,
     Tracks,
     grid_points,
+    track_clips,
 )
 from stvla_core.tracking.cotracker3 import chain, tracker  # noqa: F401  (registers the CoTracker3 ones)
 from stvla_core.tracking.selection import SelectionConfig, select_active
@@ -22,4 +23,5 @@ __all__ = [
     "Tracks",
     "grid_points",
     "select_active",
+    "track_clips",
 ]

@@ -3,6 +3,7 @@ trace renderer, the quality tables and the app never care which tracker made the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -82,6 +83,19 @@ class Tracker(Protocol):
 
 
 TRACKERS: Registry[Tracker] = Registry("tracker")
+
+
+def track_clips(trackers: Sequence[Tracker], clips: Sequence[Clip]) -> list[Tracks]:
+    """Each tracker's clip (B environments stepped together). Trackers of a kind that tracks
+    several clips in one call, a static `track_many(trackers, clips)` (CoTracker3: one network
+    call for all B), do so; the others track one clip after another."""
+    if len(trackers) != len(clips):
+        raise ValueError(f"track_clips: {len(trackers)} trackers for {len(clips)} clips")
+    kind = type(trackers[0]) if trackers else None
+    many = getattr(kind, "track_many", None)
+    if many is not None and all(type(t) is kind for t in trackers):
+        return many(trackers, clips)
+    return [t.track(c) for t, c in zip(trackers, clips, strict=True)]
 
 
 def grid_points(size: tuple[int, int], grid: int, margin: float = 4.0) -> np.ndarray:

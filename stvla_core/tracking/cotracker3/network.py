@@ -17,6 +17,8 @@ Shapes: video (B, T, 3, H, W) float 0..255 at the model resolution; queries (B, 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -185,9 +187,12 @@ class EfficientUpdateFormer(nn.Module):
         nn.init.trunc_normal_(self.flow_head.weight, std=0.001)
         nn.init.trunc_normal_(self.vis_conf_head.weight, std=0.001)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, N, T, input_dim) -> (B, N, T, 4): dx, dy, visibility logit, confidence logit."""
-        tokens = self.input_transform(x)
+    def forward(self, x: Tensor, input_weight: Tensor | None = None) -> Tensor:
+        """x (B, N, T, input_dim) -> (B, N, T, 4): dx, dy, visibility logit, confidence logit.
+        `input_weight`: the input transform's weight with zero columns appended, for an x padded
+        with as many zero columns (`CoTrackerThreeBase.refine`)."""
+        weight = self.input_transform.weight if input_weight is None else input_weight
+        tokens = F.linear(x, weight, self.input_transform.bias)
         b, n_pts, t, c = tokens.shape
         tokens = torch.cat([tokens, self.virual_tracks.expand(b, -1, t, -1)], dim=1)
         n = tokens.shape[1]
@@ -220,18 +225,84 @@ def posenc(x: Tensor, degrees: int = POSENC_DEGREES) -> Tensor:
     return torch.cat([x, torch.sin(torch.cat([xb, xb + 0.5 * math.pi], dim=-1))], dim=-1)
 
 
-def pair(like: Tensor, x: float, y: float) -> Tensor:
-    """(2,) [x, y] in `like`'s dtype and device, written by fill kernels: `new_tensor([x, y])`
+def consts(like: Tensor, values: Sequence[float]) -> Tensor:
+    """(len(values),) in `like`'s dtype and device, written by fill kernels: `new_tensor(values)`
     would copy host memory, which a CUDA graph capture refuses."""
-    return torch.stack((like.new_full((), x), like.new_full((), y)))
+    return torch.stack([like.new_full((), v) for v in values])
 
 
-def sample(fmap: Tensor, xy: Tensor) -> Tensor:
-    """Bilinear samples of fmap (M, C, H, W) at pixel centres xy (M, P, Q, 2) -> (M, C, P, Q);
-    border padding, as the official `bilinear_sampler`."""
-    h, w = fmap.shape[-2:]
-    scale = pair(xy, 2 / max(w - 1, 1), 2 / max(h - 1, 1))
-    return F.grid_sample(fmap, xy * scale - 1, align_corners=True, padding_mode="border")
+def pair(like: Tensor, x: float, y: float) -> Tensor:
+    """(2,) [x, y] (see `consts`)."""
+    return consts(like, (x, y))
+
+
+def aligned(n: int) -> int:
+    """n rounded up to a multiple of 8: bf16 rows of that many elements start on 16-byte
+    boundaries, which the fast (Hopper) matmul kernels need; an odd width such as corr_mlp's 2401
+    sends cuBLAS to old, slow ones."""
+    return -(-n // 8) * 8
+
+
+def compute_dtype(like: Tensor) -> torch.dtype:
+    """The dtype matmuls on `like`'s device run in: autocast's when it is on, else like's."""
+    kind = like.device.type
+    on = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+    return torch.get_autocast_dtype(kind) if on else like.dtype
+
+
+class PyramidAtlas(NamedTuple):
+    """Every frame's pyramid levels packed into one float32 image per clip, so that one
+    `grid_sample` call reads the neighbourhoods of all points on all levels and frames, and writes
+    them where the correlation's matmul reads them (`CoTrackerThreeBase.correlate`).
+
+    A frame's tile holds level 0 with the coarser levels stacked in a column to its right; tiles
+    fill a roughly square grid, since grid_sample's [-1, 1] coordinates round to ~3e-8 of the
+    image's side (~1e-5 px at 392 x 420, the 32 frames of 56 x 56 of an online b = 30 clip). Points are clamped to their level
+    before the tile's origin is added: that is the official border padding, so a sample gives a
+    neighbouring tile no more than that rounding's weight."""
+
+    image: Tensor  # (B, C, H, W) float32
+    bias: Tensor  # (T, L, 2) grid coordinates (x, y) of pixel (0, 0) of each frame's level
+    scale: Tensor  # (2,) grid units per pixel, x and y
+    last: Tensor  # (L, 2) the largest pixel coordinates (x, y) on each level
+    factor: Tensor  # (L,) level pixels per level-0 pixel: 2^-l
+    offsets: Tensor  # (P, 2) the (2r+1)^2 neighbourhood (x, y), x fastest (see `corr_weight`)
+
+    def frames(self, start: int, stop: int) -> PyramidAtlas:
+        """The atlas with frames start..stop-1 numbered from 0 (one window)."""
+        return self._replace(bias=self.bias[start:stop])
+
+
+def pack_pyramid(levels: list[Tensor], radius: int) -> PyramidAtlas:
+    """levels (B, T, C, h_l, w_l), each half the previous (`pyramid`) -> their atlas."""
+    b, t, c, h0, w0 = levels[0].shape
+    sizes = [tuple(lvl.shape[-2:]) for lvl in levels]
+    tw = w0 + max((w for _, w in sizes[1:]), default=0)  # the column of coarser levels: h1 + h2 + ... < h0
+    cols = max(1, math.ceil(math.sqrt(t * h0 / tw)))
+    rows = -(-t // cols)
+    tiles = levels[0].new_zeros(b, rows * cols, c, h0, tw, dtype=torch.float32)
+    tiles[:, :t, :, :, :w0] = levels[0]
+    corners, y = [0.0, 0.0], 0
+    for (h, w), lvl in zip(sizes[1:], levels[1:], strict=True):
+        tiles[:, :t, :, y : y + h, w0 : w0 + w] = lvl
+        corners += [w0, y]
+        y += h
+    image = tiles.view(b, rows, cols, c, h0, tw).permute(0, 3, 1, 4, 2, 5)
+    image = image.reshape(b, c, rows * h0, cols * tw)
+    scale = pair(image, 2 / max(cols * tw - 1, 1), 2 / max(rows * h0 - 1, 1))
+    k = torch.arange(t, device=image.device)
+    tile = torch.stack([(k % cols) * tw, (k // cols) * h0], dim=-1).to(image.dtype)  # (T, 2)
+    origin = tile[:, None] + consts(image, corners).view(-1, 2)  # (T, L, 2) pixels
+    d = torch.linspace(-radius, radius, 2 * radius + 1, device=image.device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    return PyramidAtlas(
+        image=image,
+        bias=origin * scale - 1,
+        scale=scale,
+        last=consts(image, [v for h, w in sizes for v in (w - 1, h - 1)]).view(-1, 2),
+        factor=consts(image, [2.0**-i for i in range(len(levels))]),
+        offsets=torch.stack([dx, dy], dim=-1).view(-1, 2),
+    )
 
 
 class CoTrackerThreeBase(nn.Module):
@@ -281,32 +352,75 @@ class CoTrackerThreeBase(nn.Module):
             levels.append(pooled.reshape(b, t, *pooled.shape[1:]))
         return levels
 
-    def _offsets(self, device: torch.device) -> Tensor:
-        r = self.corr_radius
-        d = torch.linspace(-r, r, 2 * r + 1, device=device)
-        dy, dx = torch.meshgrid(d, d, indexing="ij")
-        # (i, j) -> (x + i-offset, y + j-offset): the official grid puts its first axis on x.
-        return torch.stack([dy, dx], dim=-1)
+    def atlas(self, fmaps: Tensor) -> PyramidAtlas:
+        return pack_pyramid(self.pyramid(fmaps), self.corr_radius)
 
-    def query_support(self, level: Tensor, frames: Tensor, xy: Tensor) -> Tensor:
-        """Features in a (2r+1)^2 patch around each query on its own frame:
-        level (B, T, C, h, w), frames (B, N) long, xy (B, N, 2) level pixels -> (B, r*r, N, C)."""
-        b, n = frames.shape
-        maps = level[torch.arange(b, device=level.device)[:, None], frames]  # (B, N, C, h, w)
-        pts = xy[:, :, None, None] + self._offsets(xy.device)  # (B, N, r, r, 2)
-        feats = sample(maps.flatten(0, 1), pts.flatten(0, 1).flatten(1, 2)[:, :, None])
-        return feats[..., 0].reshape(b, n, level.shape[2], -1).permute(0, 3, 1, 2)
+    # --- correlation --------------------------------------------------------------------------
+    @staticmethod
+    def _grid(atlas: PyramidAtlas, xy: Tensor, bias: Tensor) -> Tensor:
+        """grid_sample coordinates of each point's neighbourhood on every level, clamped to the
+        level (border padding): xy (B, N, S, 2) level-0 feature-map pixels, bias (`atlas.bias`)
+        broadcastable to (B, L, N, S, 1, 2) -> (B, L, N, S, P, 2). Level first: one
+        grid_sample's threads go through the levels one after another, as the official
+        per-level calls did, so the feature maps they read at once are one level's."""
+        pts = xy[:, None, :, :, None] * atlas.factor[:, None, None, None, None] + atlas.offsets
+        last = atlas.last[:, None, None, None]
+        return torch.addcmul(bias, torch.clamp(pts, torch.zeros_like(last), last), atlas.scale)
 
-    def correlate(self, level: Tensor, xy: Tensor, support: Tensor) -> Tensor:
-        """Local 4D correlation around each track point, embedded by `corr_mlp`:
-        level (B, S, C, h, w), xy (B, S, N, 2), support (B, r*r, N, C) -> (B, S, N, 256)."""
-        b, s, c, h, w = level.shape
-        n = xy.shape[2]
-        pts = xy[:, :, :, None, None] + self._offsets(xy.device)  # (B, S, N, r, r, 2)
-        feats = sample(level.flatten(0, 1), pts.reshape(b * s, n, -1, 2))  # (B S, C, N, r r)
-        feats = feats.reshape(b, s, c, n, -1).permute(0, 1, 3, 4, 2)  # (B, S, N, rr, C)
-        corr = torch.einsum("bsnpc,bqnc->bsnpq", feats, support)
-        return self.corr_mlp(corr.reshape(b, s, n, -1))
+    def supports(self, atlas: PyramidAtlas, queries: Tensor) -> Tensor:
+        """The features of each query's neighbourhood on every level of its own frame, laid out
+        as the correlation's right operand in the dtype its matmul runs in: queries (B, N, 3)
+        (frame, x, y) -> (B, L*N, C, Q), the P neighbourhood positions padded with zeros to Q
+        (`aligned`)."""
+        b, n = queries.shape[:2]
+        frames = queries[..., 0].long()
+        xy = (queries[..., 1:3] / self.stride)[:, :, None]  # (B, N, 1, 2)
+        bias = atlas.bias[frames].transpose(1, 2)[:, :, :, None, None]  # (B, L, N, 1, 1, 2)
+        grid = self._grid(atlas, xy, bias)  # (B, L, N, 1, P, 2)
+        p = grid.shape[-2]
+        feats = F.grid_sample(
+            atlas.image, grid.reshape(b, -1, p, 2), align_corners=True, padding_mode="border"
+        )  # (B, C, L N, P)
+        feats = F.pad(feats.permute(0, 2, 1, 3), (0, aligned(p) - p))
+        return feats.to(compute_dtype(atlas.image)).contiguous()
+
+    def corr_weight(self, dtype: torch.dtype) -> Tensor:
+        """corr_mlp's first weight for the correlation as `correlate` lays it out: (384, P*Q), in
+        the matmul's dtype (cast once, not per call). The official layout takes the moving
+        point's offset first, then the query's, each with its x offset outermost (the official
+        grid puts its first axis on x); ours samples x fastest, so neighbouring threads of
+        grid_sample read neighbouring pixels, and pads the query's P offsets to Q with zero
+        columns."""
+        w = self.corr_mlp.fc1.weight
+        k = 2 * self.corr_radius + 1
+        w = w.view(-1, k, k, k, k).permute(0, 2, 1, 4, 3).reshape(-1, k * k, k * k)  # x fastest
+        return F.pad(w, (0, aligned(k * k) - k * k)).flatten(1).to(dtype)
+
+    def correlate(self, atlas: PyramidAtlas, coords: Tensor, supports: Tensor, weight: Tensor) -> Tensor:
+        """Local 4D correlation around each track point on every level, embedded by `corr_mlp`:
+        coords (B, N, S, 2) level-0 feature-map pixels on the atlas' frames, supports from
+        `supports`, weight from `corr_weight` -> (B, L, N, S, 256).
+
+        One grid_sample per clip writes (C, L*N, S*P): for each level and point an (S*P, C)
+        block with C as its leading dimension, which is a matmul operand as it lies. Its product
+        with the (C, Q) support of that point and level is (S, P, Q), the order corr_mlp reads,
+        so nothing of the (L*N*S*P, C) samples is copied or permuted; the official einsum
+        "btnhwc,bnijc->btnhwij" made them contiguous twice. Clips go one at a time, so one clip's
+        float32 samples (1.4 GB for 900 points, 16 frames) are alive at once."""
+        b, n, s, _ = coords.shape
+        levels = atlas.factor.shape[0]
+        grid = self._grid(atlas, coords, atlas.bias.transpose(0, 1)[:, None, :, None])
+        grid = grid.reshape(b, levels * n, -1, 2)
+        mlp = self.corr_mlp
+        out = []
+        for i in range(b):
+            feats = F.grid_sample(
+                atlas.image[i : i + 1], grid[i : i + 1], align_corners=True, padding_mode="border"
+            )[0]  # (C, L N, S P)
+            corr = torch.bmm(feats.permute(1, 2, 0), supports[i])  # (L N, S P, Q)
+            hidden = mlp.act(F.linear(corr.view(levels, n, s, -1), weight, mlp.fc1.bias))
+            out.append(mlp.fc2(hidden))
+        return torch.stack(out)
 
     def interpolate_time_embed(self, t: int) -> Tensor:
         if t == self.time_emb.shape[1]:
@@ -315,38 +429,39 @@ class CoTrackerThreeBase(nn.Module):
 
     def refine(
         self,
-        pyramid: list[Tensor],
-        supports: list[Tensor],
+        atlas: PyramidAtlas,
+        supports: Tensor,
         coords: Tensor,
         vis: Tensor,
         conf: Tensor,
         iters: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """`iters` transformer updates of one window. coords (B, S, N, 2) in feature-map pixels,
-        vis / conf (B, S, N) logits; returns the updated three."""
+        """`iters` transformer updates of one window (`atlas.frames` of it). coords (B, S, N, 2)
+        in feature-map pixels, vis / conf (B, S, N) logits; returns the updated three.
+
+        The updates work in the transformer's order (B, N, S, ...), so an update's input is one
+        concatenation; its width is padded with zero columns to a multiple of 8 (`aligned`), the
+        input transform's weight with as many zero columns, so that matmul reads aligned rows."""
         b, s, n, _ = coords.shape
         scale = pair(coords, self.model_resolution[1] / self.stride, self.model_resolution[0] / self.stride)
-        time_emb = self.interpolate_time_embed(s).to(coords.dtype)
+        dtype = compute_dtype(coords)
+        corr_weight = self.corr_weight(dtype)
+        pad = aligned(self.input_dim) - self.input_dim
+        in_weight = F.pad(self.updateformer.input_transform.weight, (0, pad)).to(dtype)
+        time_emb = F.pad(self.interpolate_time_embed(s), (0, pad)).to(coords.dtype)  # (1, S, D)
+        zeros = coords.new_zeros(b, n, s, pad)
+        coords = coords.transpose(1, 2)
+        vis, conf = vis.transpose(1, 2)[..., None], conf.transpose(1, 2)[..., None]
         for _ in range(iters):
-            corr = [
-                self.correlate(level, coords / 2**i, support)
-                for i, (level, support) in enumerate(zip(pyramid, supports, strict=True))
-            ]
-            fwd = F.pad(coords[:, :-1] - coords[:, 1:], (0, 0, 0, 0, 0, 1)) / scale
-            bwd = F.pad(coords[:, 1:] - coords[:, :-1], (0, 0, 0, 0, 1, 0)) / scale
-            motion = posenc(torch.cat([fwd, bwd], dim=-1))
-            x = torch.cat([vis[..., None], conf[..., None], *corr, motion], dim=-1)
-            x = x.permute(0, 2, 1, 3) + time_emb[:, None]  # (B, N, S, D)
-            delta = self.updateformer(x).permute(0, 2, 1, 3)  # (B, S, N, 4)
+            corr = self.correlate(atlas, coords, supports, corr_weight)
+            step = (coords[:, :, 1:] - coords[:, :, :-1]) / scale
+            motion = posenc(torch.cat([F.pad(-step, (0, 0, 0, 1)), F.pad(step, (0, 0, 1, 0))], dim=-1))
+            x = torch.cat([vis, conf, *corr.unbind(1), motion, zeros], dim=-1) + time_emb
+            delta = self.updateformer(x, in_weight)  # (B, N, S, 4)
             coords = coords + delta[..., :2]
-            vis = vis + delta[..., 2]
-            conf = conf + delta[..., 3]
-        return coords, vis, conf
-
-    def supports(self, pyramid: list[Tensor], queries: Tensor) -> list[Tensor]:
-        frames = queries[..., 0].long()
-        xy = queries[..., 1:3] / self.stride
-        return [self.query_support(lvl, frames, xy / 2**i) for i, lvl in enumerate(pyramid)]
+            vis = vis + delta[..., 2:3]
+            conf = conf + delta[..., 3:]
+        return coords.transpose(1, 2), vis[..., 0].transpose(1, 2), conf[..., 0].transpose(1, 2)
 
     def forward(self, video: Tensor, queries: Tensor, iters: int = 4) -> tuple[Tensor, Tensor, Tensor]:
         return self.track(self.encode(video), queries, iters)
@@ -362,11 +477,11 @@ class CoTrackerThreeOffline(CoTrackerThreeBase):
         """fmaps from `encode`, queries (B, N, 3) -> tracks (B, T, N, 2) px, vis, conf (B, T, N)."""
         b, t = fmaps.shape[:2]
         n = queries.shape[1]
-        pyramid = self.pyramid(fmaps)
-        supports = self.supports(pyramid, queries)
+        atlas = self.atlas(fmaps)
+        supports = self.supports(atlas, queries)
         coords = (queries[:, None, :, 1:3] / self.stride).expand(b, t, n, 2).float()
         zeros = fmaps.new_zeros(b, t, n)
-        coords, vis, conf = self.refine(pyramid, supports, coords, zeros, zeros, iters)
+        coords, vis, conf = self.refine(atlas, supports, coords, zeros, zeros, iters)
         return coords * self.stride, vis.sigmoid(), conf.sigmoid()
 
 
@@ -384,8 +499,8 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
         pad = (s - t % s) % s
         if pad:
             fmaps = torch.cat([fmaps, fmaps[:, -1:].expand(b, pad, *fmaps.shape[2:])], dim=1)
-        pyramid = self.pyramid(fmaps)
-        supports = self.supports(pyramid, queries)
+        atlas = self.atlas(fmaps)
+        supports = self.supports(atlas, queries).unflatten(1, (-1, n))  # (B, L, N, C, Q)
         q_frames = queries[..., 0].long()  # (B, N)
         out_xy = fmaps.new_zeros(b, t, n, 2)
         out_vis = fmaps.new_zeros(b, t, n)
@@ -404,10 +519,9 @@ class CoTrackerThreeOnline(CoTrackerThreeBase):
                 coords = torch.where(carry[..., None], hold(out_xy[:, prev] / self.stride), coords)
                 vis = torch.where(carry, hold(out_vis[:, prev]), vis)
                 conf = torch.where(carry, hold(out_conf[:, prev]), conf)
-            active = (q_frames < start + s)[:, None, :, None]  # (B, 1, N, 1)
-            window = [lvl[:, start : start + s] for lvl in pyramid]
-            masked = [sup * active for sup in supports]
-            xy, v, c = self.refine(window, masked, coords, vis, conf, iters)
+            active = (q_frames < start + s)[:, None, :, None, None]  # (B, 1, N, 1, 1)
+            masked = (supports * active).flatten(1, 2)
+            xy, v, c = self.refine(atlas.frames(start, start + s), masked, coords, vis, conf, iters)
             keep = min(t - start, s)
             out_xy[:, start : start + keep] = xy[:, :keep] * self.stride
             out_vis[:, start : start + keep] = v[:, :keep]

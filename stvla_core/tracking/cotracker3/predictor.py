@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +171,13 @@ class CoTracker3Predictor:
         dtype = AMP_DTYPES[self.config.amp]
         if dtype is None:
             return contextlib.nullcontext()
-        # a captured graph must not use casts cached outside it (torch.cuda.graphs' rule)
+        # The weights' casts are cached for the call: the 6 updates of each window reuse them
+        # (without the cache, ~130 casts an update). A captured graph must not use casts cached
+        # outside it: this context is entered inside the captured call, so its cache lives and
+        # dies inside the capture, unless an outer autocast keeps it; then there is no cache.
         device = torch.device(self.config.device).type
-        return torch.autocast(device, dtype=dtype, cache_enabled=not self.config.graphs)
+        cache = not (self.config.graphs and torch.is_autocast_enabled(device))
+        return torch.autocast(device, dtype=dtype, cache_enabled=cache)
 
     @property
     def native(self) -> bool:
@@ -223,29 +228,76 @@ class CoTracker3Predictor:
         Returns points (T, N, 2) float32 frame pixels and visible (T, N) bool. At the query frame
         each point is its query and visible if `pin_queries` (official offline), else the network's
         own answer (official online)."""
-        if queries.ndim != 2 or queries.shape[1] != 2:
-            raise ValueError(f"cotracker3 queries: expected (N, 2), found {queries.shape}")
-        cfg = self.config
-        s = self.scale(size)
-        q = queries.astype(np.float32) * s
-        n = len(q)
-        q3 = np.concatenate([np.full((n, 1), query_frame, np.float32), q], axis=1)
-        if support and self.support_grid:
-            grid = support_grid_points(cfg.model_resolution, self.support_grid)
-            q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
-        qt = torch.from_numpy(q3)[None].to(cfg.device)
         if fmaps is None and frames is None:
             raise ValueError("cotracker3 track: give fmaps (native backend) or frames")
         if fmaps is not None and self.native:
-            xy, vis, conf = self._track_fmaps(fmaps[None], qt)
-        else:
-            with self._autocast():
-                xy, vis, conf, *_ = self.model(self.resize(frames), qt, iters=cfg.iters)
-        if cfg.online:
+            return self.track_many([size], [queries], fmaps[None], query_frame, support)[0]
+        qt = torch.from_numpy(self._queries(size, queries, query_frame, support))[None]
+        with self._autocast():
+            xy, vis, conf, *_ = self.model(
+                self.resize(frames), qt.to(self.config.device), iters=self.config.iters
+            )
+        return self._answers([size], [queries], xy, vis, conf, query_frame)[0]
+
+    @torch.inference_mode()
+    def track_many(
+        self,
+        sizes: Sequence[tuple[int, int]],
+        queries: Sequence[np.ndarray],
+        fmaps: torch.Tensor,
+        query_frame: int = 0,
+        support: bool = True,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`track` of B clips of cached feature maps in one network call: fmaps (B, T, 128, h, w),
+        per clip its frames' size and (N, 2) queries, N the same for all. The clips share the
+        weights and nothing else; each gets what it gets alone (up to float rounding)."""
+        if fmaps.shape[0] != len(sizes) or len(sizes) != len(queries):
+            raise ValueError(
+                f"cotracker3 track_many: {fmaps.shape[0]} clips of feature maps, "
+                f"{len(sizes)} sizes, {len(queries)} query sets"
+            )
+        q3 = [self._queries(size, q, query_frame, support) for size, q in zip(sizes, queries, strict=True)]
+        if len({len(q) for q in q3}) > 1:
+            raise ValueError(f"cotracker3 track_many: clips with {sorted({len(q) for q in q3})} queries")
+        qt = torch.from_numpy(np.stack(q3)).to(self.config.device)
+        xy, vis, conf = self._track_fmaps(fmaps, qt)
+        return self._answers(sizes, queries, xy, vis, conf, query_frame)
+
+    def _queries(
+        self, size: tuple[int, int], queries: np.ndarray, query_frame: int, support: bool
+    ) -> np.ndarray:
+        """(N, 2) frame-pixel queries -> (N', 3) (frame, x, y) model pixels, the support grid after."""
+        if queries.ndim != 2 or queries.shape[1] != 2:
+            raise ValueError(f"cotracker3 queries: expected (N, 2), found {queries.shape}")
+        q = queries.astype(np.float32) * self.scale(size)
+        q3 = np.concatenate([np.full((len(q), 1), query_frame, np.float32), q], axis=1)
+        if support and self.support_grid:
+            grid = support_grid_points(self.config.model_resolution, self.support_grid)
+            q3 = np.concatenate([q3, np.concatenate([np.zeros((len(grid), 1), np.float32), grid], 1)])
+        return q3
+
+    def _answers(
+        self,
+        sizes: Sequence[tuple[int, int]],
+        queries: Sequence[np.ndarray],
+        xy: torch.Tensor,
+        vis: torch.Tensor,
+        conf: torch.Tensor,
+        query_frame: int,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The network's (B, T, N', ...) answers -> per clip points (T, N, 2) frame pixels and
+        visible (T, N), copied to the host in one go."""
+        n = len(queries[0])  # the same for every clip
+        if self.config.online:
             vis = vis * conf
-        points = (xy[0, :, :n].float().cpu().numpy() / s).astype(np.float32)
-        visible = vis[0, :, :n].float().cpu().numpy() > self.vis_threshold
-        if self.pin_queries:
-            points[query_frame] = queries
-            visible[query_frame] = True
-        return points, visible
+        xy_host = xy[:, :, :n].float().cpu().numpy()
+        visible = vis[:, :, :n].float().cpu().numpy() > self.vis_threshold
+        out = []
+        for i, (size, q) in enumerate(zip(sizes, queries, strict=True)):
+            points = (xy_host[i] / self.scale(size)).astype(np.float32)
+            seen = visible[i]
+            if self.pin_queries:
+                points[query_frame] = q
+                seen[query_frame] = True
+            out.append((points, seen))
+        return out
